@@ -1,0 +1,1 @@
+"""fer-pipeline: reproducible facial-expression recognition as DVC stages."""
