@@ -41,6 +41,7 @@ class CleanParams:
     duplicates: bool = True
     leaks: bool = True
     nonfaces: bool = True
+    include_test: bool = False  # off: the test split stays the official one, comparable with published scores
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class TrainParams:
     batch_size: int = field(default=64, metadata={"min": 1})
     lr: float = field(default=0.001, metadata={"min": 0.0})
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    weight_decay: float = field(default=0.0001, metadata={"min": 0.0})  # adamw only
     schedule: Literal["none", "exponential", "plateau", "cosine"] = "none"
     early_stopping: int = field(default=0, metadata={"min": 0})
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})

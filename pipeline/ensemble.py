@@ -1,0 +1,86 @@
+"""Stage `ensemble`: combine trained members by averaging their probabilities and by a stacked head.
+
+The stacked head is fitted on the validation split: the members never trained on it, so their outputs
+there look like their outputs on unseen data. The test split stays untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from pipeline import atomic
+from pipeline.balance import load_split
+from pipeline.errors import PipelineError, run_cli
+from pipeline.evaluate import load_model, predict_probs, write_report
+from pipeline.models import INPUT_SHAPE
+from pipeline.params import load_params
+
+
+def average_ensemble(members: list[keras.Model]) -> keras.Model:
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    outputs = layers.Average(name="average")([member(inputs, training=False) for member in members])
+    return keras.Model(inputs, outputs, name="ensemble")
+
+
+def stacked_ensemble(members: list[keras.Model], num_classes: int) -> keras.Model:
+    """A softmax layer over the concatenated member probabilities; the members stay frozen."""
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    for member in members:
+        member.trainable = False
+    x = layers.Concatenate(name="member_probabilities")([member(inputs, training=False) for member in members])
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="ensemble_stacked")
+
+
+def fit_head(model: keras.Model, val: dict[str, np.ndarray], epochs: int, seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(val["x"][..., None].astype(np.float32), val["targets"], batch_size=64, epochs=epochs, verbose=0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--models", type=Path, default=Path("data/models"))
+    parser.add_argument("--out", type=Path, default=Path("data/ensemble"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
+    parser.add_argument("--plots", type=Path, default=Path("plots"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    names = params.ensemble.members
+    if len(names) < 2:
+        raise PipelineError("params.yaml: ensemble.members needs at least two trained models")
+    missing = [n for n in names if n not in params.models]
+    if missing:
+        raise PipelineError(f"params.yaml: ensemble.members has {missing[0]!r}, which is not under `models`")
+    classes = json.loads((args.prepared / "classes.json").read_text())
+    val, test = load_split(args.prepared / "val.npz"), load_split(args.prepared / "test.npz")
+    members = [load_model(args.models / f"{name}.keras") for name in names]
+    ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
+    fit_head(ensembles["ensemble_stacked"], val, params.ensemble.head_epochs, params.train.seed)
+    with atomic.atomic_dir(args.out) as tmp:
+        for name, model in ensembles.items():
+            model.save(tmp / f"{name}.keras")
+            atomic.write_json(tmp / f"{name}.json", {"name": name, "members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
+    for name, model in ensembles.items():
+        start = time.perf_counter()
+        probs = predict_probs(model, test["x"], params.evaluate.tta, params.evaluate.batch_size)
+        seconds = time.perf_counter() - start
+        summary = write_report(name, test["y"], probs, classes, args.metrics, args.plots)
+        atomic.write_json(
+            args.metrics / "speed" / f"{name}.json",
+            {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.evaluate.tta, "backend": keras.backend.backend()},
+        )
+        print(f"{name} of {', '.join(names)}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,135 @@
+"""Stage `evaluate@<model>`: test-split metrics, confusion matrix and ROC curves for one trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+    top_k_accuracy_score,
+)
+
+import pipeline.layers  # noqa: F401  (registers the custom layers for safe loading)
+from pipeline import atomic, plots
+from pipeline.balance import load_split
+from pipeline.errors import PipelineError, run_cli
+from pipeline.params import load_params
+
+
+def load_model(path: Path) -> keras.Model:
+    if not path.exists():
+        raise PipelineError(f"{path} not found: train it first (`dvc repro train@{path.stem}`)")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def tta_views(x: np.ndarray, tta: str) -> list[np.ndarray]:
+    """Test-time augmentation views of (N, 48, 48) images: the image, its mirror, and ±2 px shifts of both."""
+    views = [x]
+    if tta in ("flip", "flip_shift"):
+        views.append(x[:, :, ::-1])
+    if tta == "flip_shift":
+        padded = [np.pad(v, ((0, 0), (2, 2), (2, 2)), mode="edge") for v in views[:2]]
+        for p in padded:
+            views += [p[:, dy : dy + x.shape[1], dx : dx + x.shape[2]] for dy, dx in ((0, 2), (4, 2), (2, 0), (2, 4))]
+    return views
+
+
+def predict_probs(model: keras.Model, x: np.ndarray, tta: str, batch_size: int) -> np.ndarray:
+    """Class probabilities averaged over the TTA views."""
+    views = tta_views(x, tta)
+    return np.mean([model.predict(v[..., None].astype(np.float32), batch_size=batch_size, verbose=0) for v in views], axis=0)
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """Everything the report shows, from true labels and predicted probabilities."""
+    labels = np.arange(len(classes))
+    predicted = probs.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
+    macro = precision_recall_fscore_support(y, predicted, labels=labels, average="macro", zero_division=0)
+    weighted = precision_recall_fscore_support(y, predicted, labels=labels, average="weighted", zero_division=0)
+    present = [c for c in labels if 0 < (y == c).sum() < len(y)]
+    per_class_auc = {classes[c]: float(roc_auc_score(y == c, probs[:, c])) for c in present}
+    eps = 1e-7
+    return {
+        "summary": {
+            "accuracy": float(accuracy_score(y, predicted)),
+            "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0)))),
+            "top2_accuracy": float(top_k_accuracy_score(y, probs, k=2, labels=labels)),
+            "macro_precision": float(macro[0]),
+            "macro_recall": float(macro[1]),
+            "macro_f1": float(macro[2]),
+            "weighted_f1": float(weighted[2]),
+            "macro_auroc": float(np.mean(list(per_class_auc.values()))) if per_class_auc else float("nan"),
+        },
+        "per_class": pd.DataFrame(
+            {
+                "class": classes,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "support": support,
+                "auroc": [per_class_auc.get(c, np.nan) for c in classes],
+            }
+        ),
+        "confusion": confusion_matrix(y, predicted, labels=labels),
+        "roc": pd.concat(
+            [
+                pd.DataFrame(dict(zip(("fpr", "tpr"), roc_curve(y == c, probs[:, c])[:2])) | {"class": classes[c]})
+                for c in present
+            ]
+        )
+        if present
+        else pd.DataFrame(columns=["fpr", "tpr", "class"]),
+    }
+
+
+def write_report(name: str, y: np.ndarray, probs: np.ndarray, classes: list[str], metrics_dir: Path, plots_dir: Path) -> dict:
+    """metrics/<name>.json (short keys for `dvc exp show`) and plots/<name>/ (CSV for DVC templates + PNG)."""
+    result = classification_metrics(y, probs, classes)
+    out = plots_dir / name
+    atomic.write_json(metrics_dir / f"{name}.json", {k: round(v, 6) for k, v in result["summary"].items()})
+    plots.write_csv(out / "per_class.csv", result["per_class"].round(6))
+    predicted = probs.argmax(axis=1)
+    plots.write_csv(out / "confusion.csv", pd.DataFrame({"actual": np.array(classes)[y], "predicted": np.array(classes)[predicted]}))
+    plots.write_csv(out / "roc.csv", result["roc"].round(6))
+    atomic.save_figure(out / "confusion.png", plots.matrix_figure(result["confusion"], classes, classes, f"{name}: test confusion", "predicted", "actual"))
+    atomic.save_figure(out / "roc.png", plots.roc_figure(result["roc"], f"{name}: one-vs-rest ROC"))
+    return result["summary"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--models", type=Path, default=Path("data/models"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
+    parser.add_argument("--plots", type=Path, default=Path("plots"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params).evaluate
+    classes = json.loads((args.prepared / "classes.json").read_text())
+    test = load_split(args.prepared / "test.npz")
+    model = load_model(args.models / f"{args.model}.keras")
+    start = time.perf_counter()
+    probs = predict_probs(model, test["x"], params.tta, params.batch_size)
+    seconds = time.perf_counter() - start
+    summary = write_report(args.model, test["y"], probs, classes, args.metrics, args.plots)
+    atomic.write_json(
+        args.metrics / "speed" / f"{args.model}.json",
+        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.tta, "backend": keras.backend.backend()},
+    )
+    print(f"{args.model}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    run_cli(main)

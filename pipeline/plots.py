@@ -1,0 +1,86 @@
+"""PNG plots (readable offline) and the small CSV files that DVC's plot templates render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline import atomic  # noqa: E402
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    atomic.write_text(path, frame.to_csv(index=False))
+
+
+def write_data_plots(splits: dict, classes: tuple[str, ...], report: dict, out: Path) -> None:
+    counts = pd.DataFrame(
+        [(split, name, int((arrays["y"] == i).sum())) for split, arrays in splits.items() for i, name in enumerate(classes)],
+        columns=["split", "class", "count"],
+    )
+    write_csv(out / "class_counts.csv", counts)
+    atomic.save_figure(out / "class_counts.png", class_count_figure(counts))
+    atomic.save_figure(out / "relabel_confusion.png", relabel_figure(report["relabel_confusion"]))
+    atomic.save_figure(out / "examples.png", example_grid(splits["train"]["x"], splits["train"]["y"], classes))
+
+
+def class_count_figure(counts: pd.DataFrame):
+    table = counts.pivot(index="class", columns="split", values="count").reindex(counts["class"].unique())
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    table.plot.bar(ax=ax)
+    ax.set_ylabel("images")
+    ax.set_title("Images per class and split")
+    return fig
+
+
+def relabel_figure(confusion: dict[str, dict[str, int]]):
+    table = pd.DataFrame(confusion).T.fillna(0).astype(int)
+    return matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "FER2013 label → new label", "new", "original")
+
+
+def matrix_figure(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str):
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(cols), 1 + 0.6 * len(rows)))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="black" if value < matrix.max() / 2 else "white")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig
+
+
+def example_grid(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], per_class: int = 8):
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class, len(classes)), squeeze=False)
+    for i, name in enumerate(classes):
+        picks = np.flatnonzero(labels == i)[:per_class]
+        for j, ax in enumerate(axes[i]):
+            ax.axis("off")
+            if j < len(picks):
+                ax.imshow(images[picks[j]], cmap="gray", vmin=0, vmax=255)
+        axes[i][0].set_title(name, fontsize=8, loc="left")
+    return fig
+
+
+def roc_figure(roc: pd.DataFrame, title: str):
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, curve in roc.groupby("class", sort=False):
+        ax.plot(curve["fpr"], curve["tpr"], label=name)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set(title=title, xlabel="false positive rate", ylabel="true positive rate")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def compare_figure(table: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.35 * len(table)))
+    ordered = table.iloc[::-1]
+    ax.barh(ordered["model"], ordered["accuracy"], label="accuracy")
+    ax.barh(ordered["model"], ordered["macro_f1"], height=0.4, label="macro F1")
+    ax.set(title="Test accuracy and macro F1 per model", xlim=(0, 1))
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

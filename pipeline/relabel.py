@@ -1,0 +1,96 @@
+"""Relabel FER2013 images from the FER+ 10-annotator votes.
+
+Each scheme returns hard labels (index into the class set, -1 = dropped), soft targets (N, C) and the
+reason each dropped image was dropped, so the report can say what happened to every image.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from pipeline.classes import FERPLUS_LABELS
+
+NON_EMOTIONS = ("unknown", "nonface")
+
+
+class Relabelled(NamedTuple):
+    labels: np.ndarray  # int (N,), -1 where dropped
+    targets: np.ndarray  # float32 (N, C): one-hot, or the vote distribution
+    reasons: np.ndarray  # str (N,): "" where kept
+
+
+def drop_outlier_votes(votes: np.ndarray) -> np.ndarray:
+    """FER+ paper: a label with a single vote is treated as annotator noise."""
+    return np.where(votes == 1, 0, votes)
+
+
+def relabel_by_majority(votes: np.ndarray, classes: tuple[str, ...]) -> Relabelled:
+    """FER+ majority rule: after dropping single votes, keep a label only with more than half the remaining votes."""
+    cleaned = drop_outlier_votes(votes)
+    winner = cleaned.argmax(axis=1)
+    passes = cleaned.max(axis=1) * 2 > cleaned.sum(axis=1)
+    return _from_winners(winner, passes, classes)
+
+
+def relabel_by_plurality(votes: np.ndarray, classes: tuple[str, ...], min_agreement: float) -> Relabelled:
+    """Keep the most-voted label when it is unique and has at least `min_agreement` of all votes."""
+    top = votes.max(axis=1)
+    unique = (votes == top[:, None]).sum(axis=1) == 1
+    passes = unique & (top >= min_agreement * votes.sum(axis=1)) & (top > 0)
+    return _from_winners(votes.argmax(axis=1), passes, classes)
+
+
+def vote_distribution(votes: np.ndarray, classes: tuple[str, ...]) -> Relabelled:
+    """Soft targets: the share of votes each class got (FER+ 'probability' training).
+
+    Images whose plurality vote is unknown / non-face, or with no vote in the class set, are dropped.
+    """
+    columns = [FERPLUS_LABELS.index(c) for c in classes]
+    in_set = votes[:, columns].astype(np.float32)
+    totals = in_set.sum(axis=1)
+    non_emotion = np.isin(np.array(FERPLUS_LABELS)[votes.argmax(axis=1)], NON_EMOTIONS)
+    reasons = np.where(non_emotion, "unknown_or_nonface", np.where(totals == 0, "outside_classes", ""))
+    targets = np.divide(in_set, totals[:, None], out=np.zeros_like(in_set), where=totals[:, None] > 0)
+    labels = np.where(reasons == "", targets.argmax(axis=1), -1)
+    return Relabelled(labels, targets, reasons)
+
+
+def keep_original_labels(labels: list[str] | np.ndarray, classes: tuple[str, ...]) -> Relabelled:
+    """No relabelling: FER2013 labels, minus those outside the class set (e.g. disgust for fer6)."""
+    index = {name: i for i, name in enumerate(classes)}
+    hard = np.array([index.get(name, -1) for name in labels], dtype=np.int64)
+    reasons = np.where(hard < 0, "outside_classes", "")
+    return Relabelled(hard, _one_hot(hard, len(classes)), reasons)
+
+
+def relabel(scheme: str, votes: np.ndarray | None, labels, classes: tuple[str, ...], min_agreement: float) -> Relabelled:
+    if scheme == "none":
+        return keep_original_labels(labels, classes)
+    if scheme == "majority":
+        return relabel_by_majority(votes, classes)
+    if scheme == "plurality":
+        return relabel_by_plurality(votes, classes, min_agreement)
+    return vote_distribution(votes, classes)
+
+
+def _from_winners(winner: np.ndarray, passes: np.ndarray, classes: tuple[str, ...]) -> Relabelled:
+    names = np.array(FERPLUS_LABELS)[winner]
+    index = {name: i for i, name in enumerate(classes)}
+    hard = np.array([index.get(name, -1) for name in names], dtype=np.int64)
+    reasons = np.select(
+        [~passes, np.isin(names, NON_EMOTIONS), hard < 0],
+        ["ambiguous", "unknown_or_nonface", "outside_classes"],
+        default="",
+    )
+    hard = np.where(reasons == "", hard, -1)
+    return Relabelled(hard, _one_hot(hard, len(classes)), reasons)
+
+
+def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
+    targets = np.zeros((len(labels), n), np.float32)
+    kept = labels >= 0
+    targets[np.flatnonzero(kept), labels[kept]] = 1.0
+    return targets
+
