@@ -1,0 +1,32 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The read-only real FER files beside the repository; without them the setup is broken, so fail, never skip."""
+    path = REPO.parent / "shared" / "datasets"
+    if not (path / "SHA256SUMS").is_file():
+        pytest.fail(f"{path} (the real FER files with SHA256SUMS) is missing: tests on real data cannot run")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _venv_on_path():
+    """Stage commands in dvc.yaml call `python`: make that the interpreter running the tests, venv or not."""
+    import os
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{old}"
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    yield
+    os.environ["PATH"] = old
