@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,8 @@ def project(tmp_path_factory) -> Path:
     run(repo, "git", "config", "user.name", "CI")
     dvc(repo, "init", "-q")
     dvc(repo, "config", "core.analytics", "false")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "project")  # as in a clone: dvclive needs a commit to refer to
     output = dvc(repo, "repro")
     assert stages_run(output) == [
         "download", "prepare", "balance",
@@ -104,11 +107,16 @@ def test_exp_run_with_a_train_param_reruns_only_training_and_after(project):
     assert "metrics/lenet_bn.json" in diff or "No changes" not in diff
 
 
-def test_plots_show_renders_html(project, tmp_path):
-    out = tmp_path / "plots_html"
-    dvc(project, "plots", "show", "-o", str(out))
+def test_comparisons_after_an_experiment(project, tmp_path):
+    """What README shows for reading an experiment: exp diff, params / metrics diff and plots diff."""
+    assert "train.lr" in dvc(project, "exp", "diff", "--md") or "train.lr" in dvc(project, "params", "diff", "HEAD", "--md")
+    assert "0.0001" in dvc(project, "params", "diff", "HEAD", "--md")
+    assert "metrics/lenet_bn.json" in dvc(project, "metrics", "diff", "HEAD", "--md", "--all")
+    out = tmp_path / "plots_diff"
+    dvc(project, "plots", "diff", "HEAD", "-o", str(out))
     html = (out / "index.html").read_text()
-    assert "confusion" in html and "roc" in html
+    assert "confusion" in html and "roc" in html and "loss" in html
+    assert any(out.rglob("*.png"))  # the PNG plots travel with the page, readable offline
 
 
 def test_a_wrong_param_stops_before_any_work(project):
@@ -117,3 +125,62 @@ def test_a_wrong_param_stops_before_any_work(project):
     )
     assert result.returncode != 0
     assert "balance.method='magic' is not one of: none, class_weight, oversample, undersample, smote" in result.stdout + result.stderr
+
+
+def test_changing_only_evaluation_code_reruns_only_evaluation(project):
+    evaluate = project / "pipeline/evaluate.py"
+    original = evaluate.read_text()
+    evaluate.write_text(original + "\n# a harmless change\n")
+    try:
+        output = dvc(project, "repro", "--dry")
+    finally:
+        evaluate.write_text(original)
+    ran = set(stages_run(output))
+    assert ran == {"evaluate@lenet_bn", "evaluate@sodhi_scratch", "ensemble", "compare"}
+
+
+def test_queued_sweep_runs_every_combination(project):
+    """A grid over a cheap parameter (only evaluation re-runs), queued and run by a queue worker."""
+    dvc(project, "exp", "run", "--queue", "-S", "evaluate.tta=flip,flip_shift", "-S", "evaluate.batch_size=64,128")
+    assert dvc(project, "queue", "status").count("Queued") == 4
+    dvc(project, "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 900
+    while any(state in dvc(project, "queue", "status") for state in ("Queued", "Running")):
+        assert time.monotonic() < deadline, "the queued sweep did not finish in 15 minutes"
+        time.sleep(5)
+    assert dvc(project, "queue", "status").count("Success") == 4
+    show = dvc(project, "exp", "show", "--md", "--no-pager")
+    assert "flip_shift" in show and "evaluate.batch_size" in show
+
+
+def test_remote_push_and_pull(project, tmp_path):
+    dvc(project, "remote", "add", "-f", "-d", "local", str(tmp_path / "storage"))
+    dvc(project, "push")
+    shutil.rmtree(project / "data")
+    dvc(project, "pull")
+    assert (project / "data/models/lenet_bn.keras").exists()
+
+
+def test_params_preset_gives_set_param_arguments(project, tmp_path):
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("train: {epochs: 2, augment: {erasing: 0.25}}\nmodels: {lenet_bn: {dropout: 0.3}}\n")
+    args = run(project, sys.executable, "-m", "pipeline.preset", str(preset)).split()
+    assert args == ["-S", "train.epochs=2", "-S", "train.augment.erasing=0.25", "-S", "models.lenet_bn.dropout=0.3"]
+    preset.write_text("train: {epochs: -1}\n")
+    result = subprocess.run([sys.executable, "-m", "pipeline.preset", str(preset)], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip() == "error: params.yaml: train.epochs=-1 is out of range [1, ∞]"
+
+
+def test_predict_uses_the_models_the_pipeline_trained(project, tmp_path):
+    from PIL import Image
+
+    import numpy as np
+
+    with np.load(project / "data/prepared/test.npz") as test:
+        face = test["x"][0]
+    photo = tmp_path / "face.png"
+    Image.fromarray(face).resize((192, 192)).save(photo)
+    for choice in (["--model", "lenet_bn"], ["--ensemble"]):
+        report = json.loads(run(project, sys.executable, "-m", "pipeline.predict", *choice, "--json", str(photo)))
+        probabilities = report["images"][0]["faces"][0]["probabilities"]
+        assert len(probabilities) == 7 and abs(sum(probabilities.values()) - 1) < 1e-4

@@ -1,0 +1,76 @@
+"""Evaluation metrics on predictions whose right answers are worked out by hand."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.evaluate import classification_metrics, tta_views, write_report
+
+CLASSES = ["a", "b", "c"]
+Y = np.array([0, 0, 1, 1, 2, 2])
+# Predicted classes: 0, 1, 1, 1, 2, 0 (second choice in the comment).
+PROBS = np.array(
+    [
+        [0.7, 0.2, 0.1],  # 0 ✓            (2nd: 1)
+        [0.3, 0.6, 0.1],  # 1 ✗ true 0     (2nd: 0 → top-2 hit)
+        [0.1, 0.8, 0.1],  # 1 ✓
+        [0.2, 0.5, 0.3],  # 1 ✓
+        [0.1, 0.2, 0.7],  # 2 ✓
+        [0.5, 0.4, 0.1],  # 0 ✗ true 2     (2nd: 1 → top-2 miss)
+    ]
+)
+
+
+def mann_whitney_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC as the share of (positive, negative) pairs ranked the right way, ties counting half."""
+    pos, neg = scores[positive], scores[~positive]
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
+    return float(np.mean(pairs))
+
+
+def test_summary_metrics_match_hand_computed_values():
+    result = classification_metrics(Y, PROBS, CLASSES)
+    summary = result["summary"]
+    assert summary["accuracy"] == pytest.approx(4 / 6)
+    assert summary["top2_accuracy"] == pytest.approx(5 / 6)
+    f1 = [0.5, 2 * (2 / 3) / (2 / 3 + 1), 2 * 0.5 / 1.5]
+    assert summary["macro_f1"] == pytest.approx(np.mean(f1))
+    assert summary["weighted_f1"] == pytest.approx(np.mean(f1))  # equal supports
+    assert summary["macro_precision"] == pytest.approx(np.mean([0.5, 2 / 3, 1.0]))
+    assert summary["macro_recall"] == pytest.approx(np.mean([0.5, 1.0, 0.5]))
+    assert summary["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.8, 0.5, 0.7, 0.1])))
+    aucs = [mann_whitney_auc(Y == c, PROBS[:, c]) for c in range(3)]
+    assert result["per_class"]["auroc"].tolist() == pytest.approx(aucs)
+    assert summary["macro_auroc"] == pytest.approx(np.mean(aucs))
+    assert result["confusion"].tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_a_class_absent_from_the_test_split_has_no_auroc():
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.4, 0.5, 0.1]])
+    result = classification_metrics(y, probs, CLASSES)
+    assert np.isnan(result["per_class"]["auroc"][2])
+    assert result["summary"]["macro_auroc"] == pytest.approx(1.0)
+    assert set(result["roc"]["class"]) == {"a", "b"}
+
+
+def test_tta_views():
+    x = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
+    assert len(tta_views(x, "none")) == 1
+    flip = tta_views(x, "flip")
+    assert len(flip) == 2 and (flip[1] == x[:, :, ::-1]).all()
+    shifted = tta_views(x, "flip_shift")
+    assert len(shifted) == 10 and all(v.shape == x.shape for v in shifted)
+    assert (shifted[2][:, 2:, :] == x[:, :-2, :]).all()  # content moved 2 px down
+    assert (shifted[4][:, :, 2:] == x[:, :, :-2]).all()  # content moved 2 px right
+
+
+def test_write_report_files(tmp_path):
+    summary = write_report("m", Y, PROBS, CLASSES, tmp_path / "metrics", tmp_path / "plots")
+    saved = json.loads((tmp_path / "metrics/m.json").read_text())
+    assert saved == {k: round(v, 6) for k, v in summary.items()}
+    confusion = (tmp_path / "plots/m/confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and confusion[2] == "a,b" and len(confusion) == 7
+    for name in ("roc.csv", "per_class.csv", "confusion.png", "roc.png"):
+        assert (tmp_path / "plots/m" / name).stat().st_size > 0
