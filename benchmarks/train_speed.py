@@ -3,7 +3,7 @@
 Times `train_on_batch` over a few steps after a warm-up and projects the time of one epoch over the
 28,709 training images; a whole epoch of ResNet50 at 224 px would take hours on a 2-core CPU.
 
-    python benchmarks/train_speed.py --mirror ../shared/datasets --out benchmarks/results/train_speed_cpu.json
+    python -m benchmarks.train_speed --mirror ../shared/datasets --out benchmarks/results/train_speed_cpu.json
 """
 
 from __future__ import annotations

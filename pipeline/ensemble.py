@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import keras
@@ -18,7 +17,7 @@ from keras import layers
 from pipeline import atomic
 from pipeline.balance import load_split
 from pipeline.errors import PipelineError, run_cli
-from pipeline.evaluate import load_model, predict_probs, write_report
+from pipeline.evaluate import evaluate_model, load_model
 from pipeline.models import INPUT_SHAPE
 from pipeline.params import load_params
 
@@ -71,15 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             model.save(tmp / f"{name}.keras")
             atomic.write_json(tmp / f"{name}.json", {"name": name, "members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
     for name, model in ensembles.items():
-        start = time.perf_counter()
-        probs = predict_probs(model, test["x"], params.evaluate.tta, params.evaluate.batch_size)
-        seconds = time.perf_counter() - start
-        summary = write_report(name, test["y"], probs, classes, args.metrics, args.plots)
-        atomic.write_json(
-            args.metrics / "speed" / f"{name}.json",
-            {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.evaluate.tta, "backend": keras.backend.backend()},
-        )
-        print(f"{name} of {', '.join(names)}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+        evaluate_model(name, model, test, classes, params.evaluate, args.metrics, args.plots)
 
 
 if __name__ == "__main__":

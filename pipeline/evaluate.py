@@ -23,7 +23,7 @@ import pipeline.layers  # noqa: F401  (registers the custom layers for safe load
 from pipeline import atomic, plots
 from pipeline.balance import load_split
 from pipeline.errors import PipelineError, run_cli
-from pipeline.params import load_params
+from pipeline.params import EvaluateParams, load_params
 
 
 def load_model(path: Path) -> keras.Model:
@@ -107,6 +107,22 @@ def write_report(name: str, y: np.ndarray, probs: np.ndarray, classes: list[str]
     return result["summary"]
 
 
+def evaluate_model(
+    name: str, model: keras.Model, test: dict[str, np.ndarray], classes: list[str], params: EvaluateParams, metrics_dir: Path, plots_dir: Path
+) -> dict:
+    """Predict the test split, write the report and the inference speed; returns the summary metrics."""
+    start = time.perf_counter()
+    probs = predict_probs(model, test["x"], params.tta, params.batch_size)
+    seconds = time.perf_counter() - start
+    summary = write_report(name, test["y"], probs, classes, metrics_dir, plots_dir)
+    atomic.write_json(
+        metrics_dir / "speed" / f"{name}.json",
+        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.tta, "backend": keras.backend.backend()},
+    )
+    print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model")
@@ -120,15 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     classes = json.loads((args.prepared / "classes.json").read_text())
     test = load_split(args.prepared / "test.npz")
     model = load_model(args.models / f"{args.model}.keras")
-    start = time.perf_counter()
-    probs = predict_probs(model, test["x"], params.tta, params.batch_size)
-    seconds = time.perf_counter() - start
-    summary = write_report(args.model, test["y"], probs, classes, args.metrics, args.plots)
-    atomic.write_json(
-        args.metrics / "speed" / f"{args.model}.json",
-        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.tta, "backend": keras.backend.backend()},
-    )
-    print(f"{args.model}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+    evaluate_model(args.model, model, test, classes, params, args.metrics, args.plots)
 
 
 if __name__ == "__main__":

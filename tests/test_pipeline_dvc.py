@@ -141,14 +141,14 @@ def test_changing_only_evaluation_code_reruns_only_evaluation(project):
 
 def test_queued_sweep_runs_every_combination(project):
     """A grid over a cheap parameter (only evaluation re-runs), queued and run by a queue worker."""
-    dvc(project, "exp", "run", "--queue", "-S", "evaluate.tta=flip,flip_shift", "-S", "evaluate.batch_size=64,128")
-    assert dvc(project, "queue", "status").count("Queued") == 4
+    dvc(project, "exp", "run", "--queue", "-S", "evaluate.tta=flip,flip_shift", "-S", "evaluate.batch_size=64")
+    assert dvc(project, "queue", "status").count("Queued") == 2
     dvc(project, "queue", "start", "-j", "1")
     deadline = time.monotonic() + 900
     while any(state in dvc(project, "queue", "status") for state in ("Queued", "Running")):
         assert time.monotonic() < deadline, "the queued sweep did not finish in 15 minutes"
         time.sleep(5)
-    assert dvc(project, "queue", "status").count("Success") == 4
+    assert dvc(project, "queue", "status").count("Success") == 2
     show = dvc(project, "exp", "show", "--md", "--no-pager")
     assert "flip_shift" in show and "evaluate.batch_size" in show
 
