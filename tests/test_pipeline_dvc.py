@@ -120,9 +120,14 @@ def test_comparisons_after_an_experiment(project, tmp_path):
 
 
 def test_a_wrong_param_stops_before_any_work(project):
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "exp", "run", "-S", "balance.method=magic"], cwd=project, capture_output=True, text=True
-    )
+    params = (project / "params.yaml").read_text()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "exp", "run", "-S", "balance.method=magic"], cwd=project, capture_output=True, text=True
+        )
+    finally:  # `exp run -S` leaves its params in the workspace, and DVC removed the failed stage's outputs
+        (project / "params.yaml").write_text(params)
+        dvc(project, "repro", "balance")
     assert result.returncode != 0
     assert "balance.method='magic' is not one of: none, class_weight, oversample, undersample, smote" in result.stdout + result.stderr
 
@@ -136,7 +141,10 @@ def test_changing_only_evaluation_code_reruns_only_evaluation(project):
     finally:
         evaluate.write_text(original)
     ran = set(stages_run(output))
-    assert ran == {"evaluate@lenet_bn", "evaluate@sodhi_scratch", "ensemble", "compare"}
+    # A dry run cannot see `compare`'s input (the metrics folder) change before evaluation writes it.
+    assert {"evaluate@lenet_bn", "evaluate@sodhi_scratch", "ensemble"} <= ran <= {
+        "evaluate@lenet_bn", "evaluate@sodhi_scratch", "ensemble", "compare"
+    }
 
 
 def test_queued_sweep_runs_every_combination(project):
@@ -181,6 +189,9 @@ def test_predict_uses_the_models_the_pipeline_trained(project, tmp_path):
     photo = tmp_path / "face.png"
     Image.fromarray(face).resize((192, 192)).save(photo)
     for choice in (["--model", "lenet_bn"], ["--ensemble"]):
-        report = json.loads(run(project, sys.executable, "-m", "pipeline.predict", *choice, "--json", str(photo)))
-        probabilities = report["images"][0]["faces"][0]["probabilities"]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.predict", *choice, "--json", str(photo)], cwd=project, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        probabilities = json.loads(result.stdout)["images"][0]["faces"][0]["probabilities"]
         assert len(probabilities) == 7 and abs(sum(probabilities.values()) - 1) < 1e-4
