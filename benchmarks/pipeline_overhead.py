@@ -24,6 +24,7 @@ from pipeline.classes import FER2013_LABELS
 from pipeline.decode import decode_fer2013_csv
 from pipeline.models import build_model
 from pipeline.params import TrainParams
+from pipeline.splits import model_input
 from pipeline.train import train_model
 
 
@@ -40,8 +41,8 @@ def plain_fit(name: str, params: TrainParams, train: dict, val: dict) -> float:
     model.compile(optimizer=keras.optimizers.Adam(params.lr), loss="categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
     model.fit(
-        train["x"][..., None].astype(np.float32), train["targets"], batch_size=params.batch_size, epochs=params.epochs,
-        validation_data=(val["x"][..., None].astype(np.float32), val["targets"]), verbose=0,
+        model_input(train["x"]), train["targets"], batch_size=params.batch_size, epochs=params.epochs,
+        validation_data=(model_input(val["x"]), val["targets"]), verbose=0,
     )
     return len(train["y"]) * params.epochs / (time.perf_counter() - start)
 

@@ -13,13 +13,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from pipeline import atomic
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import BalanceParams, load_params
-
-
-def load_split(path: Path) -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise PipelineError(f"{path} not found: run `dvc repro prepare` first")
-    with np.load(path) as data:
-        return dict(data)
+from pipeline.splits import load_split
 
 
 def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:

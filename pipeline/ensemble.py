@@ -7,7 +7,6 @@ there look like their outputs on unseen data. The test split stays untouched.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import keras
@@ -15,11 +14,11 @@ import numpy as np
 from keras import layers
 
 from pipeline import atomic
-from pipeline.balance import load_split
 from pipeline.errors import PipelineError, run_cli
 from pipeline.evaluate import evaluate_model, load_model
 from pipeline.models import INPUT_SHAPE
 from pipeline.params import load_params
+from pipeline.splits import load_classes, load_split, model_input
 
 
 def average_ensemble(members: list[keras.Model]) -> keras.Model:
@@ -41,7 +40,7 @@ def stacked_ensemble(members: list[keras.Model], num_classes: int) -> keras.Mode
 def fit_head(model: keras.Model, val: dict[str, np.ndarray], epochs: int, seed: int) -> None:
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
-    model.fit(val["x"][..., None].astype(np.float32), val["targets"], batch_size=64, epochs=epochs, verbose=0)
+    model.fit(model_input(val["x"]), val["targets"], batch_size=64, epochs=epochs, verbose=0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = [n for n in names if n not in params.models]
     if missing:
         raise PipelineError(f"params.yaml: ensemble.members has {missing[0]!r}, which is not under `models`")
-    classes = json.loads((args.prepared / "classes.json").read_text())
+    classes = load_classes(args.prepared)
     val, test = load_split(args.prepared / "val.npz"), load_split(args.prepared / "test.npz")
     members = [load_model(args.models / f"{name}.keras") for name in names]
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from sklearn.metrics import (
 
 import pipeline.layers  # noqa: F401  (registers the custom layers for safe loading)
 from pipeline import atomic, plots
-from pipeline.balance import load_split
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import EvaluateParams, load_params
+from pipeline.splits import load_classes, load_split, model_input
 
 
 def load_model(path: Path) -> keras.Model:
@@ -47,7 +46,7 @@ def tta_views(x: np.ndarray, tta: str) -> list[np.ndarray]:
 def predict_probs(model: keras.Model, x: np.ndarray, tta: str, batch_size: int) -> np.ndarray:
     """Class probabilities averaged over the TTA views."""
     views = tta_views(x, tta)
-    return np.mean([model.predict(v[..., None].astype(np.float32), batch_size=batch_size, verbose=0) for v in views], axis=0)
+    return np.mean([model.predict(model_input(v), batch_size=batch_size, verbose=0) for v in views], axis=0)
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots", type=Path, default=Path("plots"))
     args = parser.parse_args(argv)
     params = load_params(args.params).evaluate
-    classes = json.loads((args.prepared / "classes.json").read_text())
+    classes = load_classes(args.prepared)
     test = load_split(args.prepared / "test.npz")
     model = load_model(args.models / f"{args.model}.keras")
     evaluate_model(args.model, model, test, classes, params, args.metrics, args.plots)

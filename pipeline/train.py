@@ -16,10 +16,10 @@ from dvclive import Live  # noqa: E402
 from dvclive.utils import standardize_metric_name  # noqa: E402
 
 from pipeline import atomic  # noqa: E402
-from pipeline.balance import load_split  # noqa: E402
 from pipeline.errors import run_cli  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.params import TrainParams, load_params  # noqa: E402
+from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
 
 
 class DVCLiveLogger(keras.callbacks.Callback):
@@ -87,10 +87,10 @@ def train_model(
             callbacks.append(DVCLiveLogger(live))
         start = time.perf_counter()
         history = model.fit(
-            train["x"][..., None].astype(np.float32),
+            model_input(train["x"]),
             train["targets"],
             sample_weight=sample_weights(train["y"], class_weights),
-            validation_data=(val["x"][..., None].astype(np.float32), val["targets"]),
+            validation_data=(model_input(val["x"]), val["targets"]),
             batch_size=params.batch_size,
             epochs=params.epochs,
             shuffle=True,
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     train_params, options = params.model_config(args.model)
-    classes = json.loads((args.prepared / "classes.json").read_text())
+    classes = load_classes(args.prepared)
     train = load_split(args.balanced / "train.npz")
     val = load_split(args.prepared / "val.npz")
     class_weights = json.loads((args.balanced / "class_weights.json").read_text())
