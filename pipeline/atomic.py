@@ -18,7 +18,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tmp.", suffix=path.suffix)
+    stem, dot, suffixes = path.name.partition(".")  # keep ".weights.h5": Keras checks the whole ending
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.tmp.", suffix=dot + suffixes)
     os.close(fd)
     tmp = Path(tmp)
     tmp.chmod(0o644)  # mkstemp makes owner-only files; outputs are ordinary files

@@ -79,7 +79,9 @@ class TrainParams:
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     l2: float = field(default=0.0, metadata={"min": 0.0})
     dropout: float | None = field(default=None, metadata={"min": 0.0, "max": 0.95})
-    mixed_precision: bool = False
+    warmup_epochs: int = field(default=0, metadata={"min": 0})  # cosine only: linear warm-up from 0
+    jit_compile: bool = False  # XLA: measured slower than plain TensorFlow on our 2-core CPU (benchmarks/)
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"  # bf16: CPUs with AVX-512 BF16
     seed: int = 42
     augment: AugmentParams = AugmentParams()
 

@@ -1,14 +1,22 @@
-"""Stage `train@<model>`: fit one registered model on the balanced train split, keep its best epoch."""
+"""Stage `train@<model>`: fit one registered model on the balanced train split, keep its best epoch.
+
+Every epoch leaves a checkpoint in `data/checkpoints/<model>/` (model, optimizer state, best weights and
+history), so a stopped run resumes from its last completed epoch when the stage runs again with the
+same params and data; the folder goes away once the model is saved.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
-import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")  # same seed → same weights on the CPU (TensorFlow backend)
+from pipeline import quiet  # noqa: F401  (before keras: silences TensorFlow's start-up lines)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -21,6 +29,33 @@ from pipeline.models import build_model  # noqa: E402
 from pipeline.params import TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
 
+OPTIMIZERS = {
+    "adam": lambda lr, p: keras.optimizers.Adam(lr),
+    "adamw": lambda lr, p: keras.optimizers.AdamW(lr, weight_decay=p.weight_decay),
+    "rmsprop": lambda lr, p: keras.optimizers.RMSprop(lr),
+    "sgd": lambda lr, p: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+}
+SCHEDULES = {  # (params, steps per epoch) → a learning rate or a schedule
+    "none": lambda p, steps: p.lr,
+    "plateau": lambda p, steps: p.lr,  # ReduceLROnPlateau callback, see `callbacks`
+    "exponential": lambda p, steps: keras.optimizers.schedules.ExponentialDecay(p.lr, steps, decay_rate=0.9),
+    "cosine": lambda p, steps: keras.optimizers.schedules.CosineDecay(
+        0.0 if p.warmup_epochs else p.lr,
+        decay_steps=(p.epochs - p.warmup_epochs) * steps,
+        warmup_target=p.lr if p.warmup_epochs else None,
+        warmup_steps=p.warmup_epochs * steps,
+    ),
+}
+
+
+def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    return OPTIMIZERS[params.optimizer](SCHEDULES[params.schedule](params, steps_per_epoch), params)
+
+
+def sample_weights(y: np.ndarray, class_weights: dict[str, float]) -> np.ndarray:
+    weights = np.array([class_weights[str(c)] for c in range(len(class_weights))], np.float32)
+    return weights[y]
+
 
 class DVCLiveLogger(keras.callbacks.Callback):
     """Per-epoch metrics to dvclive; `dvclive.keras.DVCLiveCallback` needs TensorFlow, this runs on any backend."""
@@ -29,30 +64,90 @@ class DVCLiveLogger(keras.callbacks.Callback):
         super().__init__()
         self.live = live
 
-    def on_epoch_end(self, epoch, logs=None):
-        for name, value in (logs or {}).items():
-            self.live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value))
+    def log(self, logs: dict) -> None:
+        for name, value in logs.items():
+            if name != "epoch":
+                self.live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value))
         self.live.next_step()
 
 
-def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    lr = params.lr
-    if params.schedule == "exponential":
-        lr = keras.optimizers.schedules.ExponentialDecay(params.lr, decay_steps=steps_per_epoch, decay_rate=0.9)
-    elif params.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(params.lr, decay_steps=params.epochs * steps_per_epoch)
-    if params.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    if params.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=params.weight_decay)
-    if params.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr)
-    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+class Progress(keras.callbacks.Callback):
+    """A live line during each epoch (images/s, epoch and run ETA) and one summary line per epoch."""
+
+    def __init__(self, images: int, batch_size: int, epochs: int, every: float = 10.0, stream=sys.stderr):
+        super().__init__()
+        self.images, self.batch_size, self.epochs, self.every, self.stream = images, batch_size, epochs, every, stream
+        self.tty = stream.isatty()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start = epoch, time.perf_counter()
+        self.last = self.start
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        done = min((batch + 1) * self.batch_size, self.images)
+        rate = done / (now - self.start)
+        left = (self.images - done) / rate
+        run_left = left + (self.epochs - self.epoch - 1) * self.images / rate
+        line = (
+            f"epoch {self.epoch + 1}/{self.epochs} {done}/{self.images} images, {rate:.0f} images/s, "
+            f"epoch ETA {left:.0f} s, run ETA {run_left / 60:.1f} min"
+        )
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.start
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+        end = "\n" if self.tty else ""
+        print(f"{end}epoch {epoch + 1}/{self.epochs}: {shown}, {seconds:.0f} s ({self.images / seconds:.0f} images/s)",
+              file=self.stream, flush=True)
 
 
-def sample_weights(y: np.ndarray, class_weights: dict[str, float]) -> np.ndarray:
-    weights = np.array([class_weights[str(c)] for c in range(len(class_weights))], np.float32)
-    return weights[y]
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch: the model with its optimizer state, the best epoch's weights and the history,
+    each written atomically into `folder`, under the `fingerprint` of the run they belong to."""
+
+    def __init__(self, folder: Path, fingerprint: str, state: dict, logger: DVCLiveLogger | None):
+        super().__init__()
+        self.folder, self.fingerprint, self.state, self.logger = folder, fingerprint, state, logger
+        self.started = time.perf_counter()
+        self.minutes_before = state["history"][-1]["minutes"] if state["history"] else 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        minutes = self.minutes_before + (time.perf_counter() - self.started) / 60
+        logs = {k: float(v) for k, v in (logs or {}).items()} | {"epoch": epoch + 1, "minutes": minutes}
+        self.state["history"].append(logs)
+        if logs["val_accuracy"] > self.state["best_val_accuracy"]:
+            self.state |= {"best_val_accuracy": logs["val_accuracy"], "best_epoch": epoch + 1}
+            with atomic.atomic_path(self.folder / "best.weights.h5") as tmp:
+                self.model.save_weights(tmp)
+        with atomic.atomic_path(self.folder / "last.keras") as tmp:
+            self.model.save(tmp)
+        atomic.write_json(self.folder / "state.json", self.state | {"fingerprint": self.fingerprint})
+        if self.logger is not None:
+            self.logger.log(logs)
+
+
+def run_fingerprint(name: str, params: TrainParams, options: dict, *arrays: np.ndarray) -> str:
+    """What a checkpoint must match to be resumed: the model, its training params and the data."""
+    digest = hashlib.sha256(json.dumps([name, dataclasses.asdict(params), options], sort_keys=True, default=str).encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def load_checkpoint(folder: Path, fingerprint: str) -> dict | None:
+    state_file = folder / "state.json"
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    if state.pop("fingerprint", None) != fingerprint or not (folder / "last.keras").exists():
+        print(f"{folder}: checkpoint of other params or data, starting afresh", file=sys.stderr)
+        return None
+    return state
 
 
 def train_model(
@@ -63,52 +158,74 @@ def train_model(
     val: dict[str, np.ndarray],
     class_weights: dict[str, float],
     model_path: Path,
+    checkpoints: Path,
     live: Live | None = None,
 ) -> dict:
-    """Fit and save the epoch with the best validation accuracy to `model_path` (atomically)."""
-    keras.utils.set_random_seed(params.seed)
-    if params.mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
-    num_classes = train["targets"].shape[1]
-    model = build_model(name, num_classes, augment=params.augment, dropout=params.dropout, l2=params.l2, **options)
+    """Fit (resuming from `checkpoints` when it holds this run) and save the best-val-accuracy epoch."""
+    fingerprint = run_fingerprint(name, params, options, train["x"], train["targets"], val["x"], val["targets"])
     steps = int(np.ceil(len(train["y"]) / params.batch_size))
-    model.compile(
-        optimizer=make_optimizer(params, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
-        metrics=["accuracy"],
-    )
-    with atomic.atomic_path(model_path) as tmp:
-        callbacks = [keras.callbacks.ModelCheckpoint(tmp, monitor="val_accuracy", save_best_only=True)]
-        if params.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=params.early_stopping))
-        if params.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
-        if live is not None:
-            callbacks.append(DVCLiveLogger(live))
-        start = time.perf_counter()
-        history = model.fit(
-            model_input(train["x"]),
-            train["targets"],
-            sample_weight=sample_weights(train["y"], class_weights),
-            validation_data=(model_input(val["x"]), val["targets"]),
-            batch_size=params.batch_size,
-            epochs=params.epochs,
-            shuffle=True,
-            callbacks=callbacks,
-            verbose=2,
+    state = load_checkpoint(checkpoints, fingerprint)
+    keras.utils.set_random_seed(params.seed + (len(state["history"]) if state else 0))
+    if state:
+        model = keras.saving.load_model(checkpoints / "last.keras")
+        print(f"{name}: resuming after epoch {len(state['history'])}/{params.epochs} from {checkpoints}", file=sys.stderr)
+    else:
+        state = {"history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        checkpoints.mkdir(parents=True)
+        keras.config.set_dtype_policy(params.precision)
+        try:
+            num_classes = train["targets"].shape[1]
+            model = build_model(name, num_classes, augment=params.augment, dropout=params.dropout, l2=params.l2, **options)
+        finally:
+            keras.config.set_dtype_policy("float32")
+        model.compile(
+            optimizer=make_optimizer(params, steps),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
+            metrics=["accuracy"],
+            jit_compile=params.jit_compile,
         )
-        seconds = time.perf_counter() - start
-    val_accuracy = history.history["val_accuracy"]
-    epochs_run = len(val_accuracy)
+    logger = DVCLiveLogger(live) if live is not None else None
+    if logger is not None:
+        for logs in state["history"]:  # DVC removed the old curves before this run: log them again
+            logger.log(logs)
+    callbacks = [Progress(len(train["y"]), params.batch_size, params.epochs), EpochCheckpoint(checkpoints, fingerprint, state, logger)]
+    if params.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=params.early_stopping))
+    if params.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
+    start = time.perf_counter()
+    model.fit(
+        model_input(train["x"]),
+        train["targets"],
+        sample_weight=sample_weights(train["y"], class_weights),
+        validation_data=(model_input(val["x"]), val["targets"]),
+        batch_size=params.batch_size,
+        epochs=params.epochs,
+        initial_epoch=len(state["history"]),
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    model.load_weights(checkpoints / "best.weights.h5")
+    with atomic.atomic_path(model_path) as tmp:
+        model.save(tmp)
+    shutil.rmtree(checkpoints)
+    history = state["history"]
     return {
         "name": name,
         "parameters": model.count_params(),
-        "epochs_run": epochs_run,
-        "best_epoch": int(np.argmax(val_accuracy)) + 1,
-        "best_val_accuracy": float(np.max(val_accuracy)),
-        "seconds_per_epoch": seconds / epochs_run,
-        "train_images_per_second": len(train["y"]) * epochs_run / seconds,
+        "epochs_run": len(history),
+        "best_epoch": state["best_epoch"],
+        "best_val_accuracy": state["best_val_accuracy"],
+        "train_minutes": history[-1]["minutes"],
+        "seconds_per_epoch": 60 * history[-1]["minutes"] / len(history),
+        "train_images_per_second": len(train["y"]) * len(history) / (60 * history[-1]["minutes"]),
+        "last_session_seconds": seconds,
         "backend": keras.backend.backend(),
+        "precision": params.precision,
+        "history": [{"epoch": h["epoch"], "minutes": h["minutes"], "val_accuracy": h["val_accuracy"]} for h in history],
     }
 
 
@@ -119,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--balanced", type=Path, default=Path("data/balanced"))
     parser.add_argument("--out", type=Path, default=Path("data/models"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("data/checkpoints"))
     parser.add_argument("--live", type=Path, default=Path("plots"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
@@ -128,7 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     val = load_split(args.prepared / "val.npz")
     class_weights = json.loads((args.balanced / "class_weights.json").read_text())
     with Live(str(args.live / args.model / "train"), save_dvc_exp=False, dvcyaml=False) as live:
-        info = train_model(args.model, train_params, options, train, val, class_weights, args.out / f"{args.model}.keras", live)
+        info = train_model(
+            args.model, train_params, options, train, val, class_weights,
+            args.out / f"{args.model}.keras", args.checkpoints / args.model, live,
+        )
     info |= {"classes": classes, "input_shape": [48, 48, 1]}
     atomic.write_json(args.out / f"{args.model}.json", info)
     print(
