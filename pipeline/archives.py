@@ -72,6 +72,21 @@ def read_member(path: str | Path, name: str, max_member_bytes: int = MAX_MEMBER_
     )
 
 
+def folder_names(path: str | Path) -> set[str]:
+    """Directory entries of a zip or tar(.gz) archive (normalised, no trailing slash): empty folders have no files to show them."""
+    path = Path(path)
+    with path.open("rb") as f:
+        is_zip = f.read(2) == b"PK"
+    with _corrupt_as_error(path):
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                names = [info.filename for info in archive.infolist() if info.is_dir()]
+        else:
+            with tarfile.open(path, "r:*") as archive:
+                names = [member.name for member in archive if member.isdir()]
+    return {_safe_name(path, name.rstrip("/")) for name in names if name.rstrip("/")}
+
+
 def check_archive(
     path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES, max_total_bytes: int = MAX_TOTAL_BYTES
 ) -> int:

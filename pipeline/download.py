@@ -23,6 +23,7 @@ from pipeline.archives import check_archive, read_member
 from pipeline.atomic import atomic_dir
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import Params, load_params
+from pipeline.workspace import remove_orphans
 from pipeline.raw import APOLLO_ARCHIVE, FER2013_ARCHIVE, FERPLUS_VOTES, MSAMBARE_ARCHIVE, RAW_FILES
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 def download(params: Params, out_dir: Path) -> list[Path]:
     """Fetch and check every raw file of the dataset in a temporary folder that then replaces `out_dir`."""
     names = RAW_FILES[params.data.dataset]
+    remove_orphans(out_dir.parent)  # a run killed mid-download leaves its hidden staging folder beside data/raw
     with atomic_dir(out_dir) as staging:
         if params.data.source == "sample":
             from pipeline.sample import write_sample  # numpy + Pillow: only the sample needs them

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import archives, atomic, plots
+from pipeline import archives, atomic, plots, workspace
 from pipeline.classes import class_names
 from pipeline.clean import blank_mask, duplicate_mask, image_hashes, leak_mask, nonface_mask
-from pipeline.decode import Decoded, decode_fer2013_csv, decode_image_folders, read_ferplus_votes
+from pipeline.decode import Decoded, decode_fer2013_csv, decode_image_folders, read_ferplus_votes, text_of
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import Params, load_params
 from pipeline.raw import FERPLUS_VOTES, RAW_FILES
@@ -28,19 +28,6 @@ class Prepared:
     report: dict
 
 
-def check_params(params: Params) -> None:
-    """Refuse combinations that cannot work, before any decoding."""
-    data, scheme = params.data, params.relabel.scheme
-    if scheme != "none" and data.dataset != "ferplus":
-        raise PipelineError(
-            f"params.yaml: relabel.scheme={scheme} needs the FER+ votes: set data.dataset=ferplus or relabel.scheme=none"
-        )
-    if data.classes == "ferplus8" and scheme == "none":
-        raise PipelineError("params.yaml: data.classes=ferplus8 needs FER+ labels (contempt): set relabel.scheme to majority, plurality or distribution")
-    if data.dataset == "apollo6" and data.classes != "fer6":
-        raise PipelineError(f"params.yaml: data.dataset=apollo6 has 6 classes: set data.classes=fer6 (got {data.classes})")
-
-
 def decode_dataset(raw_dir: Path, params: Params) -> tuple[Decoded, np.ndarray | None]:
     """Decode the chosen dataset's raw files; FER+ votes come back aligned with the decoded rows."""
     dataset = params.data.dataset
@@ -49,15 +36,24 @@ def decode_dataset(raw_dir: Path, params: Params) -> tuple[Decoded, np.ndarray |
         if not path.exists():
             raise PipelineError(f"{path} not found: run `dvc repro download` (or python -m pipeline.download) first")
     if dataset in ("fer2013", "ferplus"):
-        text = archives.read_member(paths[0], "fer2013/fer2013.csv").decode()
-        decoded = decode_fer2013_csv(text)
+        decoded = decode_fer2013_csv(text_of(archives.read_member(paths[0], "fer2013/fer2013.csv")))
         if dataset == "fer2013":
             return decoded, None
         n_rows = len(decoded.meta) + len(decoded.bad)
-        votes = read_ferplus_votes((raw_dir / FERPLUS_VOTES).read_text(), n_rows)
+        votes, bad_votes = read_ferplus_votes(text_of((raw_dir / FERPLUS_VOTES).read_bytes()), n_rows)
+        decoded = drop_bad_votes(decoded, bad_votes)
         return decoded, votes[decoded.meta["row"].to_numpy()]
     members = archives.iter_members(paths[0])
-    return decode_image_folders(members, paths[0].name, params.data.val_fraction, params.data.seed), None
+    folders = archives.folder_names(paths[0])
+    return decode_image_folders(members, paths[0].name, params.data.val_fraction, params.data.seed, folders), None
+
+
+def drop_bad_votes(decoded: Decoded, bad_votes: dict[int, str]) -> Decoded:
+    """Images whose FER+ vote row is malformed cannot be relabelled: they join the bad rows."""
+    rows = decoded.meta["row"].to_numpy()
+    hit = np.isin(rows, list(bad_votes))
+    kept = decoded.take(~hit)
+    return Decoded(kept.images, kept.meta, decoded.bad + [f"{FERPLUS_VOTES} row {r + 2}: {bad_votes[r]}" for r in rows[hit]])
 
 
 def prepare(decoded: Decoded, votes: np.ndarray | None, params: Params) -> Prepared:
@@ -138,6 +134,8 @@ def summary_metrics(prepared: Prepared) -> dict:
 
 
 def write_outputs(prepared: Prepared, out: Path, metrics_dir: Path, plots_dir: Path) -> None:
+    for folder in (out.parent, metrics_dir, plots_dir):
+        workspace.remove_orphans(folder)  # a run killed mid-write leaves hidden temporaries beside its outputs
     with atomic.atomic_dir(out) as tmp:
         for split, arrays in prepared.splits.items():
             atomic.save_npz(tmp / f"{split}.npz", **arrays)
@@ -156,7 +154,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots", type=Path, default=Path("plots/data"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    check_params(params)
     decoded, votes = decode_dataset(args.raw, params)
     for line in decoded.bad[:10]:
         print(f"bad: {line}")

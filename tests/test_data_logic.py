@@ -81,7 +81,11 @@ def test_decode_image_folders_reads_both_layouts_and_splits_val_stratified():
     decoded = decode_image_folders(members, "a.zip", val_fraction=0.2, seed=0)
     counts = decoded.meta.groupby(["split", "label"]).size().to_dict()
     assert counts == {("train", "happy"): 8, ("train", "sad"): 8, ("val", "happy"): 2, ("val", "sad"): 2, ("test", "happy"): 1}
-    assert len(decoded.bad) == 2 and "bored" in decoded.bad[0] and "unreadable" in decoded.bad[1]
+    assert decoded.bad == [
+        "a.zip:train/bored/x.jpg: not under <train|test>/<emotion>/",
+        "a.zip:train/sad/broken.jpg: unreadable image (UnidentifiedImageError)",
+        "a.zip:train/sad/: empty class folder (no readable image)",  # its only file is broken
+    ]
     again = decode_image_folders(members, "a.zip", val_fraction=0.2, seed=0)
     assert again.meta["split"].tolist() == decoded.meta["split"].tolist()
 
@@ -89,7 +93,8 @@ def test_decode_image_folders_reads_both_layouts_and_splits_val_stratified():
 def test_votes_must_align_with_the_csv():
     header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
     text = header + "Training,fer0.png,10,0,0,0,0,0,0,0,0,0\n"
-    assert read_ferplus_votes(text, 1).tolist() == [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    votes, bad = read_ferplus_votes(text, 1)
+    assert votes.tolist() == [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] and bad == {}
     with pytest.raises(PipelineError, match="1 rows but fer2013.csv has 2"):
         read_ferplus_votes(text, 2)
 
