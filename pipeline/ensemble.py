@@ -13,9 +13,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from pipeline import atomic
+from pipeline import atomic, modelfiles
 from pipeline.errors import PipelineError, run_cli
-from pipeline.evaluate import evaluate_model, load_model
+from pipeline.evaluate import evaluate_model
 from pipeline.models import INPUT_SHAPE
 from pipeline.params import load_params
 from pipeline.splits import load_classes, load_split, model_input
@@ -61,13 +61,12 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"params.yaml: ensemble.members has {missing[0]!r}, which is not under `models`")
     classes = load_classes(args.prepared)
     val, test = load_split(args.prepared / "val.npz"), load_split(args.prepared / "test.npz")
-    members = [load_model(args.models / f"{name}.keras") for name in names]
+    members = [modelfiles.load_model(args.models / f"{name}.keras") for name in names]
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
     fit_head(ensembles["ensemble_stacked"], val, params.ensemble.head_epochs, params.train.seed)
     with atomic.atomic_dir(args.out) as tmp:
         for name, model in ensembles.items():
-            model.save(tmp / f"{name}.keras")
-            atomic.write_json(tmp / f"{name}.json", {"name": name, "members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
+            modelfiles.save_model(model, tmp / f"{name}.keras", {"members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
     for name, model in ensembles.items():
         evaluate_model(name, model, test, classes, params.evaluate, args.metrics, args.plots)
 

@@ -18,17 +18,10 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-import pipeline.layers  # noqa: F401  (registers the custom layers for safe loading)
-from pipeline import atomic, plots
-from pipeline.errors import PipelineError, run_cli
+from pipeline import atomic, modelfiles, plots
+from pipeline.errors import run_cli
 from pipeline.params import EvaluateParams, load_params
 from pipeline.splits import load_classes, load_split, model_input
-
-
-def load_model(path: Path) -> keras.Model:
-    if not path.exists():
-        raise PipelineError(f"{path} not found: train it first (`dvc repro train@{path.stem}`)")
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 def tta_views(x: np.ndarray, tta: str) -> list[np.ndarray]:
@@ -134,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params).evaluate
     classes = load_classes(args.prepared)
     test = load_split(args.prepared / "test.npz")
-    model = load_model(args.models / f"{args.model}.keras")
+    model = modelfiles.load_model(args.models / f"{args.model}.keras")
     evaluate_model(args.model, model, test, classes, params, args.metrics, args.plots)
 
 

@@ -1,4 +1,4 @@
-"""pipeline.predict and pipeline.faces on real photos, a real (tiny) Keras model and real CLI runs.
+"""The predict CLI (pipeline.serve.cli) and picture decoding on real photos, a real (tiny) Keras model and real runs.
 
 The faces are cut from scikit-image's astronaut photo (NASA, public domain), which ships inside its wheel.
 """
@@ -24,15 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from pipeline import faces, predict  # noqa: E402
+from pipeline import modelfiles, predict  # noqa: E402
+from pipeline.serve import api, detect, images  # noqa: E402
 from pipeline.classes import FER2013_LABELS  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The astronaut's head, hair to chin, 240x180; its face is what the cascade finds.
 HEAD = skdata.astronaut()[20:260, 140:320]
-# The face box the cascade reports on the full astronaut photo (x, y, w, h).
-ASTRONAUT_FACE = (178, 74, 83, 83)
+# The astronaut's face (x, y, w, h), brows to chin, checked by eye.
+ASTRONAUT_FACE = (175, 60, 95, 115)
 
 
 def tiny_model(seed: int = 0) -> keras.Model:
@@ -48,11 +49,9 @@ def tiny_model(seed: int = 0) -> keras.Model:
 
 
 def save_model(models_dir: Path, name: str, model: keras.Model, classes=FER2013_LABELS) -> Path:
-    models_dir.mkdir(parents=True, exist_ok=True)
-    model.save(models_dir / f"{name}.keras")
-    meta = {"name": name, "classes": list(classes), "input_shape": [48, 48, 1]}
-    (models_dir / f"{name}.json").write_text(json.dumps(meta))
-    return models_dir / f"{name}.keras"
+    path = models_dir / f"{name}.keras"
+    modelfiles.save_model(model, path, {"classes": list(classes), "input_shape": [48, 48, 1], "data": {"source": "sample"}})
+    return path
 
 
 def scene(width: int, height: int, heads: list[tuple[int, int, float]], seed: int = 0) -> tuple[np.ndarray, list]:
@@ -89,13 +88,13 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def classifier(models_dir) -> predict.Classifier:
-    return predict.load_classifier(models_dir / "tiny.keras")
+def classifier(models_dir) -> api.Classifier:
+    return api.load_classifier(models_dir / "tiny.keras")
 
 
 @pytest.fixture(scope="module")
 def detector():
-    return faces.load_detector()
+    return detect.load_detector()
 
 
 @pytest.fixture(scope="module")
@@ -123,91 +122,56 @@ def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-# --- detection and cropping -------------------------------------------------------------------------------------
+def boxes_of(rgb: np.ndarray, detector) -> list:
+    return [d.box for d in detector(images.to_photo(rgb).rgb)]
 
 
-def test_faces_of_different_sizes_are_all_found_once(detector):
-    rgb, placed = scene(1000, 700, [(40, 60, 0.6), (330, 300, 1.0), (660, 80, 1.5)])
-    boxes = faces.detect_faces(faces.grey(faces.photo_from_image(Image.fromarray(rgb))), detector)
-    assert len(boxes) == 3
-    assert all(centre_inside(box, rect) for box, rect in zip(boxes, placed, strict=True))  # left to right
-
-
-def test_astronaut_face_is_found(detector):
-    boxes = faces.detect_faces(faces.grey(faces.photo_from_image(Image.fromarray(skdata.astronaut()))), detector)
-    assert any(faces._overlap(box, ASTRONAUT_FACE) > 0.7 for box in boxes)
-
-
-def test_picture_without_a_face_gives_no_box(detector):
-    wall, _ = scene(500, 300, [], seed=2)
-    assert faces.detect_faces(faces.grey(faces.photo_from_image(Image.fromarray(wall))), detector) == []
-
-
-def test_overlapping_detections_merge_into_the_largest():
-    assert faces.drop_overlapping([(10, 10, 50, 50), (15, 15, 40, 40), (200, 10, 30, 30)]) == [
-        (10, 10, 50, 50), (200, 10, 30, 30),
-    ]
-
-
-def test_crop_is_square_around_the_box_and_replicates_edges():
-    grey = np.zeros((100, 100), np.uint8)
-    grey[:, 70:] = 200
-    patch = faces.crop(grey, (0, 0, 40, 40), (48, 48), margin=0.5)  # reaches 20 px past the top-left corner
-    assert patch.shape == (48, 48)
-    assert patch.max() == 0  # x from -20 to 60: the dark part and its replicated edge
-    assert faces.crop(grey, (40, 0, 40, 40), (48, 48), margin=0.5)[:, -1].min() == 200  # x up to 100: the bright strip
-    assert faces.centre_square(640, 480) == (80, 0, 480, 480)
-
-
-# --- decoding any photo -----------------------------------------------------------------------------------------
+# --- decoding any picture ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "CMYK", "I;16", "1"])
-def test_every_colour_mode_decodes_to_rgb(mode, detector):
-    rgb, placed = scene(400, 320, [(110, 30, 1.0)], seed=1)
+def test_every_colour_mode_decodes_to_rgb(mode):
+    rgb, _ = scene(400, 320, [(110, 30, 1.0)], seed=1)
     img = Image.fromarray(rgb)
     if mode == "I;16":
         img = Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257)
         assert img.mode.startswith("I;16")
     else:
         img = img.convert(mode)
-    photo = faces.read_photo(encode(img, "JPEG" if mode == "CMYK" else "PNG"))
+    photo = images.read_photo(encode(img, "JPEG" if mode == "CMYK" else "PNG"))
     assert photo.rgb.dtype == np.uint8 and photo.rgb.shape == (320, 400, 3)
     assert (photo.width, photo.height) == (400, 320)
-    if mode != "1":  # a 1-bit picture has no face left to find
-        boxes = faces.detect_faces(faces.grey(photo), detector)
-        assert len(boxes) == 1 and centre_inside(boxes[0], placed[0])
 
 
 def test_sixteen_bit_grey_is_rescaled_not_clipped():
     img = Image.fromarray(np.full((20, 30), 32896, np.uint16))  # 128 * 257
-    assert abs(int(faces.read_photo(encode(img)).rgb.mean()) - 128) <= 1
+    assert abs(int(images.read_photo(encode(img)).rgb.mean()) - 128) <= 1
 
 
 def test_transparent_background_becomes_white():
     rgba = np.zeros((10, 10, 4), np.uint8)
-    assert faces.read_photo(encode(Image.fromarray(rgba, "RGBA"))).rgb.min() == 255
+    assert images.read_photo(encode(Image.fromarray(rgba, "RGBA"))).rgb.min() == 255
 
 
 def test_exif_rotation_is_applied(detector):
-    rgb, _ = scene(400, 320, [(110, 30, 1.0)], seed=1)
+    rgb, placed = scene(400, 320, [(110, 30, 1.0)], seed=1)
     sideways = Image.fromarray(rgb).rotate(90, expand=True)  # stored turned left; orientation 6 turns it back
     exif = Image.Exif()
     exif[0x0112] = 6
-    photo = faces.read_photo(encode(sideways, "JPEG", exif=exif, quality=92))
+    photo = images.read_photo(encode(sideways, "JPEG", exif=exif, quality=92))
     assert (photo.width, photo.height) == (400, 320) and photo.rgb.shape == (320, 400, 3)
-    assert len(faces.detect_faces(faces.grey(photo), detector)) == 1
+    found = [d.box for d in detector(photo.rgb)]
+    assert len(found) == 1 and centre_inside(found[0], placed[0])
 
 
 def test_large_photo_is_downscaled_and_boxes_use_original_pixels(classifier, detector):
     rgb, placed = scene(4000, 3000, [(1500, 1000, 4.0)], seed=3)
-    photo = faces.read_photo(encode(rgb, "JPEG", quality=85))
-    assert max(photo.rgb.shape[:2]) == faces.WORK_SIDE
-    assert (photo.width, photo.height) == (4000, 3000)
-    analysis = predict.analyse(photo, "big.jpg", classifier, detector)
-    assert analysis.face_found and len(analysis.faces) == 1
-    assert centre_inside(analysis.faces[0].box, placed[0])
-    assert analysis.faces[0].box[2] > 300  # a 4x head, ~90 px at 1x: the box is in original, not working, pixels
+    photo = images.read_photo(encode(rgb, "JPEG", quality=85))
+    assert max(photo.rgb.shape[:2]) == images.WORK_SIDE
+    located, face_found = api.locate(photo, detector)
+    assert face_found and len(located) == 1
+    assert centre_inside(located[0].box, placed[0])
+    assert located[0].box[2] > 300  # a 4x head, ~90 px at 1x: the box is in original, not working, pixels
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -232,7 +196,7 @@ def png_claiming(width: int, height: int) -> bytes:
 )
 def test_unusable_bytes_raise_one_clear_error(content, message):
     with pytest.raises(PipelineError, match=message):
-        faces.read_photo(content)
+        images.read_photo(content)
 
 
 # --- models -----------------------------------------------------------------------------------------------------
@@ -240,90 +204,99 @@ def test_unusable_bytes_raise_one_clear_error(content, message):
 
 def test_unknown_model_lists_the_available_ones(models_dir):
     with pytest.raises(PipelineError, match=r"no model 'cnn' in .* \(available: ensemble, tiny\)"):
-        predict.resolve_model("cnn", models_dir)
+        modelfiles.find_model("cnn", models_dir)
 
 
 def test_empty_models_dir_says_to_run_the_pipeline(tmp_path):
     with pytest.raises(PipelineError, match="none: run `dvc repro` first"):
-        predict.resolve_model("cnn", tmp_path)
+        modelfiles.find_model("cnn", tmp_path)
 
 
 def test_model_path_outside_the_models_dir(models_dir, tmp_path):
-    assert predict.resolve_model(str(models_dir / "tiny.keras"), tmp_path) == models_dir / "tiny.keras"
+    assert modelfiles.find_model(str(models_dir / "tiny.keras"), tmp_path) == models_dir / "tiny.keras"
     with pytest.raises(PipelineError, match="model file .* not found"):
-        predict.resolve_model(str(tmp_path / "gone.keras"), tmp_path)
+        modelfiles.find_model(str(tmp_path / "gone.keras"), tmp_path)
 
 
 def test_files_that_are_not_keras_models_are_refused(tmp_path, photos):
     with pytest.raises(PipelineError, match="is not a Keras model"):
-        predict.load_classifier(photos["single"])
+        api.load_classifier(photos["single"])
     fake = tmp_path / "fake.keras"
     with zipfile.ZipFile(fake, "w") as archive:
         archive.writestr("config.json", "{}")
     with pytest.raises(PipelineError, match="is not a loadable Keras model"):
-        predict.load_classifier(fake)
+        api.load_classifier(fake)
 
 
 def test_model_needs_matching_class_names(tmp_path):
     path = save_model(tmp_path, "m", tiny_model(), classes=("happy", "sad"))
     with pytest.raises(PipelineError, match="outputs 7 classes but .* names 2"):
-        predict.load_classifier(path)
+        api.load_classifier(path)
     path.with_suffix(".json").unlink()
     with pytest.raises(PipelineError, match="m.json not found"):
-        predict.load_classifier(path)
+        api.load_classifier(path)
 
 
 def test_batches_are_split_but_results_match_one_call(classifier):
-    x = np.random.default_rng(0).uniform(0, 255, (predict.BATCH * 2 + 3, 48, 48, 1)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0, 255, (api.BATCH * 2 + 3, 48, 48, 1)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(classifier.model(x))
-    np.testing.assert_allclose(predict.predict_probabilities(classifier, x), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_each_face_gets_its_own_crops_probabilities(classifier, detector, photos):
-    photo = faces.read_photo(photos["group"].read_bytes())
-    analysis = predict.analyse(photo, "group.png", classifier, detector)
-    grey = faces.grey(photo)
-    for face in analysis.faces:
-        crop = faces.crop(grey, faces.scale_box(face.box, photo.scale), (48, 48), faces.FACE_MARGIN)
-        alone = keras.ops.convert_to_numpy(classifier.model(crop[None, ..., None].astype(np.float32)))[0]
-        np.testing.assert_allclose(face.probabilities, alone, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(api.predict_probabilities(classifier, x), expected, rtol=1e-5, atol=1e-6)
 
 
 # --- the CLI, in-process ----------------------------------------------------------------------------------------
 
 
 def test_json_output(models_dir, photos, capsys):
-    code, out, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--json",
-                             str(photos["group"]), str(photos["wall"])], capsys)
+    code, out, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--json", str(photos["group"])], capsys)
     assert code == 0
     report = json.loads(out)
     assert report["model"] == "tiny" and report["classes"] == list(FER2013_LABELS) and report["errors"] == []
-    group, wall = report["images"]
+    (group,) = report["images"]
     assert (group["image"], group["width"], group["height"]) == (str(photos["group"]), 1000, 700)
     assert group["face_found"] is True
     assert len(group["faces"]) == 3
     for face in group["faces"]:
-        assert set(face) == {"box", "emotion", "probability", "probabilities"}
+        assert set(face) == {"box", "landmarks", "detector_score", "emotion", "probability", "probabilities"}
         assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+        assert len(face["landmarks"]) == 5
         assert list(face["probabilities"]) == list(FER2013_LABELS)
         assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
         assert face["probabilities"][face["emotion"]] == face["probability"] == max(face["probabilities"].values())
+
+
+def test_no_face_is_reported_as_such_with_exit_3(models_dir, photos, capsys):
+    code, out, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--json", str(photos["wall"])], capsys)
+    assert code == 3
+    (wall,) = json.loads(out)["images"]
+    assert wall["face_found"] is False and wall["faces"] == []
+
+
+def test_whole_image_is_classified_only_when_asked(models_dir, photos, capsys):
+    code, out, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--whole-image", "--json",
+                             str(photos["wall"])], capsys)
+    assert code == 0
+    (wall,) = json.loads(out)["images"]
     assert wall["face_found"] is False and [f["box"] for f in wall["faces"]] == [[100, 0, 300, 300]]
 
 
 def test_table_output(models_dir, photos, capsys):
     code, out, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny",
                              str(photos["single"]), str(photos["wall"])], capsys)
-    assert code == 0
-    header, single, wall, note = out.strip().splitlines()
+    assert code == 3
+    header, single, wall = out.strip().splitlines()
     assert header.split()[:4] == ["image", "face", "box", "(x"] and header.split()[-7:] == list(FER2013_LABELS)
     assert single.split()[:2] == [str(photos["single"]), "1"]
-    assert wall.split()[:2] == [str(photos["wall"]), "none*"]
-    assert note.startswith("* no face found")
+    assert wall.split() == [str(photos["wall"]), "-", "no", "face", "found"]
 
 
 def test_ensemble_flag_uses_the_ensemble_model(models_dir, photos, capsys):
     code, out, _ = run_main(["--models-dir", str(models_dir), "--ensemble", "--json", str(photos["single"])], capsys)
+    assert code == 0 and json.loads(out)["model"] == "ensemble"
+
+
+def test_without_a_model_name_the_ensemble_is_the_default(models_dir, photos, capsys):
+    assert modelfiles.default_model(models_dir) == models_dir / "ensemble.keras"
+    code, out, _ = run_main(["--models-dir", str(models_dir), "--json", str(photos["single"])], capsys)
     assert code == 0 and json.loads(out)["model"] == "ensemble"
 
 
@@ -334,7 +307,7 @@ def test_folder_input_takes_its_images_in_order(models_dir, photos, tmp_path, ca
     (folder / "a.jpg").write_bytes(photos["single"].read_bytes())
     (folder / "notes.txt").write_text("not a picture, not taken")
     code, out, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--json", str(folder)], capsys)
-    assert code == 0
+    assert code == 3
     assert [i["image"] for i in json.loads(out)["images"]] == [str(folder / "a.jpg"), str(folder / "b.png")]
 
 
@@ -354,15 +327,62 @@ def test_annotate_several_images_fills_a_folder(models_dir, photos, tmp_path, ca
     out_dir = tmp_path / "marked"
     code, _, _ = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--annotate", str(out_dir),
                            str(photos["single"]), str(photos["wall"])], capsys)
-    assert code == 0
+    assert code == 3
     assert sorted(p.name for p in out_dir.iterdir()) == ["single.png", "wall.png"]
-    assert Image.open(out_dir / "wall.png").size == (500, 300)
+    wall = np.asarray(Image.open(out_dir / "wall.png").convert("RGB")).astype(int)
+    assert wall.shape == (300, 500, 3)
+    amber = (wall[..., 0] > 230) & (wall[..., 1] > 170) & (wall[..., 1] < 210) & (wall[..., 2] < 30)
+    assert amber[:30, :200].sum() > 100  # the "no face found" notice, inside the picture's top-left corner
 
 
 def test_annotate_to_a_non_image_name_fails_first(models_dir, photos, tmp_path):
     with pytest.raises(PipelineError, match="use an image extension"):
         predict.main(["--models-dir", str(models_dir), "--model", "tiny", "--annotate", str(tmp_path / "out.txt"),
                       str(photos["single"])])
+
+
+def hostile_inputs(root: Path) -> dict[str, Path]:
+    """Files that decode but break naive image code: slivers, a single pixel, an all-black frame, a float TIFF."""
+    arrays = {
+        "pixel.png": np.full((1, 1, 3), 200, np.uint8),
+        "row.png": np.zeros((1, 5000, 3), np.uint8),
+        "column.png": np.zeros((3000, 2, 3), np.uint8),
+        "black.png": np.zeros((480, 640, 3), np.uint8),
+    }
+    paths = {}
+    for name, array in arrays.items():
+        paths[name] = root / name
+        Image.fromarray(array).save(paths[name])
+    paths["float.tiff"] = root / "float.tiff"
+    Image.fromarray(np.full((40, 60), 0.5, np.float32)).save(paths["float.tiff"])
+    paths["fake.jpg"] = root / "fake.jpg"
+    paths["fake.jpg"].write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    paths["fake.mp4"] = root / "fake.mp4"
+    paths["fake.mp4"].write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing else")
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("pixel.png", None), ("row.png", None), ("column.png", None), ("black.png", None), ("float.tiff", None),
+        ("fake.jpg", "image data is truncated or corrupt"),
+        ("fake.mp4", "not a video OpenCV can read"),
+    ],
+)
+def test_hostile_input_is_reported_alone_and_the_good_one_still_comes_out(name, error, models_dir, photos, tmp_path, capsys):
+    bad = hostile_inputs(tmp_path)[name]
+    code, out, err = run_main(["--models-dir", str(models_dir), "--model", "tiny", "--json", str(bad),
+                               str(photos["single"])], capsys)
+    report = json.loads(out)
+    assert report["images"][-1]["image"] == str(photos["single"]) and report["images"][-1]["face_found"]
+    if error is None:  # decodes fine, holds no face
+        assert code == 3 and err == ""
+        assert report["images"][0]["image"] == str(bad) and report["images"][0]["faces"] == []
+    else:
+        assert code == 2
+        assert err.startswith(f"error: {bad}: {error}") and err.count("\n") == 1
+        assert [e["image"] for e in report["errors"]] == [str(bad)]
 
 
 def test_batch_carries_on_past_bad_files_and_exits_2(models_dir, photos, tmp_path, capsys):
@@ -378,9 +398,9 @@ def test_batch_carries_on_past_bad_files_and_exits_2(models_dir, photos, tmp_pat
 
 def test_nothing_processed_is_an_error(models_dir, tmp_path, capsys):
     (tmp_path / "empty_folder").mkdir()
-    with pytest.raises(PipelineError, match=r"no image could be processed \(1 failed\)"):
+    with pytest.raises(PipelineError, match=r"no input could be processed \(1 failed\)"):
         predict.main(["--models-dir", str(models_dir), "--model", "tiny", str(tmp_path / "empty_folder")])
-    assert "folder holds no image files" in capsys.readouterr().err
+    assert "folder holds no image or video files" in capsys.readouterr().err
 
 
 # --- the CLI as a user runs it ----------------------------------------------------------------------------------
@@ -389,7 +409,7 @@ def test_nothing_processed_is_an_error(models_dir, tmp_path, capsys):
 def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "pipeline.predict", *args], input=stdin, capture_output=True,
-                          cwd=REPO, env=env, timeout=120)
+                          cwd=REPO, env=env, timeout=180)
 
 
 def test_cli_stdin_json_and_partial_failure(models_dir, photos, tmp_path):
@@ -406,14 +426,15 @@ def test_cli_stdin_json_and_partial_failure(models_dir, photos, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("model", "message"),
-    [("cnn", "error: no model 'cnn' in {models} (available: ensemble, tiny)"),
-     ("{photo}", "error: {photo} is not a Keras model: a .keras file is a zip archive, this is not")],
-    ids=["unknown-name", "not-a-model"],
+    ("args", "code", "message"),
+    [(["--model", "cnn"], 1, "error: no model 'cnn' in {models} (available: ensemble, tiny)"),
+     (["--model", "{photo}"], 1, "error: {photo} is not a Keras model: a .keras file is a zip archive, this is not"),
+     (["--detector", "haar"], 2, "argument --detector: invalid choice: 'haar'")],
+    ids=["unknown-name", "not-a-model", "unknown-detector"],
 )
-def test_cli_model_errors_are_one_line_and_exit_1(model, message, models_dir, photos):
+def test_cli_bad_choices_are_one_line(args, code, message, models_dir, photos):
     fill = {"models": models_dir, "photo": photos["single"]}
-    run = cli("--models-dir", str(models_dir), "--model", model.format(**fill), str(photos["single"]))
-    assert run.returncode == 1
-    assert run.stderr.decode().strip() == message.format(**fill)
-    assert run.stdout == b""
+    run = cli("--models-dir", str(models_dir), *[a.format(**fill) for a in args], str(photos["single"]))
+    assert run.returncode == code  # argparse's usage errors exit 2, the pipeline's 1
+    assert message.format(**fill) in run.stderr.decode().strip().splitlines()[-1]
+    assert "Traceback" not in run.stderr.decode() and run.stdout == b""
