@@ -12,26 +12,29 @@ import filecmp
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.atomic import write_text
 from pipeline.errors import PipelineError, run_cli
 
 WORKSPACE = "workspace"  # the name dvc gives the uncommitted working tree
+DVC = [sys.executable, "-m", "dvc"]  # the dvc installed beside this interpreter, whatever PATH holds
 
 
 def _spawn(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise PipelineError(f"`{cmd[0]}` is not on PATH: install it (pip install -r requirements.txt)") from None
+        raise PipelineError(f"`{cmd[0]}` is not on PATH: install it (git comes with the system, not with pip)") from None
 
 
 def _run(cmd: list[str]) -> str:
     """Run a CLI and return its stdout; any failure becomes one PipelineError line naming the command."""
     proc = _spawn(cmd)
     if proc.returncode != 0:
-        raise PipelineError(f"`{' '.join(cmd[:3])}` failed: {_reason(proc.stderr, proc.returncode)}")
+        shown = ["dvc", *cmd[3:5]] if cmd[:3] == DVC else cmd[:3]
+        raise PipelineError(f"`{' '.join(shown)}` failed: {_reason(proc.stderr, proc.returncode)}")
     return proc.stdout
 
 
@@ -70,16 +73,16 @@ def _table_or(markdown: str, nothing: str) -> str:
 
 
 def params_section(revs: list[str]) -> str:
-    return _table_or(_run(["dvc", "params", "diff", *revs, "--md"]), "no parameter changed")
+    return _table_or(_run([*DVC, "params", "diff", *revs, "--md"]), "no parameter changed")
 
 
 def metrics_section(revs: list[str]) -> str:
-    return _table_or(_run(["dvc", "metrics", "diff", *revs, "--md"]), "no metric changed")
+    return _table_or(_run([*DVC, "metrics", "diff", *revs, "--md"]), "no metric changed")
 
 
 def changed_images(revs: list[str], labels: tuple[str, str], plots_dir: Path) -> dict[str, dict[str, Path]]:
     """Image plots whose rendered file differs between the two revisions (or exists in only one), by plot path."""
-    rendered = json.loads(_run(["dvc", "plots", "diff", *revs, "-o", str(plots_dir), "--json"]))
+    rendered = json.loads(_run([*DVC, "plots", "diff", *revs, "-o", str(plots_dir), "--json"]))
     changed: dict[str, dict[str, Path]] = {}
     for plot, entries in sorted(rendered.get("data", {}).items()):
         by_rev = {entry["revisions"][0]: Path(entry["url"]) for entry in entries if entry.get("type") == "image"}
