@@ -1,8 +1,14 @@
-"""Atomic file writes: a stage that dies leaves either the old file or the new one, never half of one."""
+"""Atomic file writes: a stage that dies leaves either the old file or the new one, never half of one.
+
+Temporary names start with a dot and hold `.tmp` (`.model.tmp.x1y2.keras`, `.prepared.x1y2.tmp`): .dvcignore
+keeps them out of DVC's folder hashes, and the next write of the same target sweeps away what a killed
+(SIGKILL) run left behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -19,6 +25,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem, dot, suffixes = path.name.partition(".")  # keep ".weights.h5": Keras checks the whole ending
+    for stale in path.parent.glob(f".{glob.escape(stem)}.tmp.*{glob.escape(dot + suffixes)}"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.tmp.", suffix=dot + suffixes)
     os.close(fd)
     tmp = Path(tmp)
@@ -66,6 +74,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     tmp.chmod(0o755)  # mkdtemp makes owner-only folders; outputs are ordinary folders
     try:

@@ -1,4 +1,5 @@
-"""Stage `compare`: one table and one chart of every model's test metrics."""
+"""Stage `compare`: one table and one chart of every model's test metrics, and `summary.json`: one key per
+model (its test accuracy), the compact column set for `dvc exp show`."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def compare_table(names: list[str], metrics_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def summary(table: pd.DataFrame) -> dict[str, float]:
+    return {row.model: round(float(row.accuracy), 4) for row in table.itertuples()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     names = list(params.models) + (["ensemble", "ensemble_stacked"] if params.ensemble.members else [])
     table = compare_table(names, args.metrics)
     plots.write_csv(args.out / "compare.csv", table)
+    atomic.write_json(args.out / "summary.json", summary(table))
     atomic.write_text(args.out / "compare.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")
     atomic.save_figure(args.out / "compare.png", plots.compare_figure(table))
     print(table.to_string(index=False))

@@ -39,18 +39,29 @@ def class_count_figure(counts: pd.DataFrame):
 
 
 def relabel_figure(confusion: dict[str, dict[str, int]]):
+    """Original label → new label, with the images relabelling dropped in the last column."""
     table = pd.DataFrame(confusion).T.fillna(0).astype(int)
+    table = table[[c for c in table.columns if c != "dropped"] + [c for c in table.columns if c == "dropped"]]
     return matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "FER2013 label → new label", "new", "original")
 
 
+def row_percentages(matrix: np.ndarray) -> np.ndarray:
+    """Each cell as a share of its row (0 for an empty row): a confusion row reads as recall per class."""
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(100.0 * matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+
+
 def matrix_figure(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str):
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(cols), 1 + 0.6 * len(rows)))
-    ax.imshow(matrix, cmap="Blues")
+    """Counts with their row percentage in each cell, shaded by the percentage so small classes stay readable."""
+    percent = row_percentages(matrix)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.85 * len(cols), 1 + 0.7 * len(rows)))
+    ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="black" if value < matrix.max() / 2 else "white")
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        color = "white" if percent[i, j] > 50 else "black"
+        ax.text(j, i, f"{value}\n{percent[i, j]:.0f}%", ha="center", va="center", fontsize=7, color=color)
+    ax.set(title=f"{title} (count, % of row)", xlabel=xlabel, ylabel=ylabel)
     return fig
 
 
@@ -69,7 +80,7 @@ def example_grid(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...
 def roc_figure(roc: pd.DataFrame, title: str):
     fig, ax = plt.subplots(figsize=(5, 4.5))
     for name, curve in roc.groupby("class", sort=False):
-        ax.plot(curve["fpr"], curve["tpr"], label=name)
+        ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {np.trapezoid(curve['tpr'], curve['fpr']):.2f})")
     ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     ax.set(title=title, xlabel="false positive rate", ylabel="true positive rate")
     ax.legend(fontsize=7)
