@@ -23,8 +23,9 @@ import gradio as gr  # noqa: E402
 import keras  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from pipeline import app as fer_app  # noqa: E402
-from pipeline import faces, predict  # noqa: E402
+from pipeline.serve import app as fer_app  # noqa: E402
+from pipeline import modelfiles  # noqa: E402
+from pipeline.serve import api, detect  # noqa: E402
 from pipeline.classes import FER2013_LABELS  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,9 +44,8 @@ def save_tiny_model(models_dir: Path, name: str, seed: int) -> None:
         keras.layers.GlobalAveragePooling2D(),
         keras.layers.Dense(len(FER2013_LABELS), activation="softmax"),
     ])
-    model.save(models_dir / f"{name}.keras")
-    meta = {"name": name, "classes": list(FER2013_LABELS), "input_shape": [48, 48, 1]}
-    (models_dir / f"{name}.json").write_text(json.dumps(meta))
+    info = {"classes": list(FER2013_LABELS), "input_shape": [48, 48, 1], "data": {"source": "sample"}}
+    modelfiles.save_model(model, models_dir / f"{name}.keras", info)
 
 
 def two_faces(path: Path) -> Path:
@@ -89,8 +89,8 @@ def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
     save_tiny_model(models, "ensemble", 1)
     (metrics / "cnn.json").write_text(json.dumps({"accuracy": 0.61, "macro_f1": 0.55, "macro_auroc": 0.86}))
     picture = two_faces(tmp_path / "two_faces.png")
-    classifier = predict.load_classifier(models / "cnn.keras")
-    expected = predict.analyse(faces.read_photo(picture.read_bytes()), "x", classifier, faces.load_detector())
+    classifier = api.load_classifier(models / "cnn.keras")
+    expected = api.Recognizer(models / "cnn.keras")(picture)
     assert len(expected.faces) == 2
 
     app = fer_app.build_app(models, metrics)
@@ -107,13 +107,13 @@ def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
 
         summary = page.locator("#cnn-summary")
         for face in expected.faces:
-            summary.get_by_text(f"{predict.label(face, classifier.classes)}").first.wait_for(timeout=60_000)
+            summary.get_by_text(face.label).first.wait_for(timeout=60_000)
         assert summary.inner_text().count("Face ") == 2
-        chart = page.locator("#cnn-chart img")
-        chart.wait_for(timeout=30_000)
-        assert chart.bounding_box()["height"] > 100
-        assert page.locator("#cnn-faces img").is_visible()
-        assert "macro_f1" in page.locator("#cnn-metrics").inner_text()
+        assert page.locator("#crops img").count() == 2  # the aligned 48x48 crops every model sees
+        assert page.locator("#cnn-faces img").first.is_visible()
+        assert expected.faces[0].emotion in page.locator("#cnn-label").inner_text()
+        metrics_text = page.locator("#cnn-metrics").inner_text()
+        assert "macro_f1" in metrics_text and "built-in synthetic sample" in metrics_text
         page.screenshot(path=os.environ.get("FER_APP_SCREENSHOT", str(tmp_path / "app.png")), full_page=True)
         assert [r for r in requests if r.startswith("http") and not r.startswith(url)] == []  # all from the app
     finally:
@@ -133,10 +133,42 @@ def test_without_models_it_says_to_run_the_pipeline(browser, tmp_path):
         app.close()
 
 
-def test_metrics_panel_without_metrics(tmp_path):
-    assert "No test metrics yet" in fer_app.metrics_markdown(tmp_path / "cnn.json")
+def test_metrics_panel_names_the_training_data(tmp_path):
+    assert fer_app.metrics_markdown(tmp_path / "cnn.json", {}) == (
+        f"_No test metrics yet (`{tmp_path / 'cnn.json'}`)._ Trained on data its .json does not name."
+    )
+    real = {"data": {"source": "mirror", "dataset": "fer2013"}}
+    assert fer_app.training_data(real) == "real data (fer2013, from mirror)"
 
 
 def test_predict_without_a_picture_asks_for_one():
     with pytest.raises(gr.Error, match="Upload a photo"):
-        fer_app.run_model(None, None, None)
+        fer_app.run_photo({}, None, None)
+
+
+def test_an_unreadable_upload_is_explained_in_words(tmp_path):
+    bad = tmp_path / "photo.png"
+    bad.write_bytes(b"not a picture")
+    with pytest.raises(gr.Error, match="Cannot use this picture: not an image PIL can read"):
+        fer_app.run_photo({}, None, str(bad))
+
+
+def test_live_frames_get_boxes_and_labels_or_a_no_face_notice(tmp_path):
+    save_tiny_model(tmp_path, "cnn", 0)
+    classifier = api.load_classifier(tmp_path / "cnn.keras")
+    find = detect.load_detector()
+    frame = np.asarray(Image.open(two_faces(tmp_path / "two.png")).convert("RGB"))
+    shown = fer_app.run_live(classifier, find, frame)
+    assert shown.shape == frame.shape
+    green = (shown[..., 1] > 180) & (shown[..., 0] < 80) & (shown[..., 2] < 80)
+    assert green.sum() > 500  # two boxes and their label strips
+    empty = fer_app.run_live(classifier, find, np.full((480, 640, 3), 128, np.uint8))
+    assert (empty[:20, :20] == (255, 191, 0)).all(axis=-1).any()  # the amber "no face found" notice
+    assert fer_app.run_live(classifier, find, None) is None
+
+
+def test_host_honours_gradio_server_name(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert fer_app.default_host() == "0.0.0.0"
+    monkeypatch.delenv("GRADIO_SERVER_NAME")
+    assert fer_app.default_host() == "127.0.0.1"
