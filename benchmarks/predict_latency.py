@@ -2,7 +2,7 @@
 
 For each model: `predict_on_batch` (what pipeline.predict calls) on one face (latency) and on 64 faces
 (throughput), medians after a warm-up; the face detector on a 640x480 photo with one face and one without;
-and one 640x480 JPEG end to end (decode, detect, crop, classify). Untrained models time the same as trained ones.
+and one 640x480 JPEG end to end (decode, detect, align, classify: pipeline.serve's path). Untrained models time the same as trained ones.
 
     python -m benchmarks.predict_latency                        # every model in data/models, else every builder
     python -m benchmarks.predict_latency cnn path/to/other.keras
@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
-from pipeline import atomic, faces, predict  # noqa: E402
+from pipeline import atomic, modelfiles  # noqa: E402
+from pipeline.serve import api, detect, images  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402
 
 WARMUP = 3
@@ -76,12 +77,12 @@ def load_models(refs: list[str], builders: list[str], models_dir: Path) -> list[
     """Trained models by name or path, untrained ones from pipeline.models; with neither, whatever is in models_dir,
     else every registered builder."""
     if not refs and not builders:
-        refs = list(predict.available_models(models_dir))
+        refs = list(modelfiles.available_models(models_dir))
     if not refs and not builders:
         from pipeline.models import MODELS
 
         builders = list(MODELS)
-    models = [(Path(r).stem, predict.load_classifier(predict.resolve_model(r, models_dir)).model) for r in refs]
+    models = [(Path(r).stem, api.load_classifier(modelfiles.find_model(r, models_dir)).model) for r in refs]
     if builders:
         from pipeline.models import build_model
 
@@ -95,10 +96,10 @@ def time_model(name: str, model: keras.Model, detector, repeats: int) -> dict:
     batch = rng.uniform(0, 255, (64, *model.input_shape[1:])).astype(np.float32)
     batch1 = median_ms(lambda: model.predict_on_batch(one), repeats)
     batch64 = median_ms(lambda: model.predict_on_batch(batch), max(3, repeats // 5))
-    classifier = predict.Classifier(name, model, tuple(map(str, range(model.output_shape[-1]))))
+    classifier = api.Classifier(name, model, tuple(map(str, range(model.output_shape[-1]))))
     photo_bytes = jpeg(sample_photo(with_face=True))
     whole = median_ms(
-        lambda: predict.analyse(faces.read_photo(photo_bytes), "bench.jpg", classifier, detector), max(3, repeats // 5)
+        lambda: api.classify(classifier, api.locate(images.read_photo(photo_bytes), detector)[0]), max(3, repeats // 5)
     )
     return {
         "model": name,
@@ -111,15 +112,15 @@ def time_model(name: str, model: keras.Model, detector, repeats: int) -> dict:
 
 
 def time_detector(detector, repeats: int) -> dict:
-    with_face, without = (faces.grey(faces.photo_from_image(Image.fromarray(sample_photo(f)))) for f in (True, False))
-    found = len(faces.detect_faces(with_face, detector))
+    with_face, without = (sample_photo(f) for f in (True, False))
+    found = len(detector(with_face))
     if found != 1:
         raise PipelineError(f"the detector found {found} faces in the one-face test photo: timings would mislead")
     return {
-        "detector": "skimage LBP frontal-face cascade",
+        "detector": detect.DEFAULT_DETECTOR,
         "image": "640x480",
-        "with_face_ms": round(median_ms(lambda: faces.detect_faces(with_face, detector), repeats), 1),
-        "without_face_ms": round(median_ms(lambda: faces.detect_faces(without, detector), repeats), 1),
+        "with_face_ms": round(median_ms(lambda: detector(with_face), repeats), 1),
+        "without_face_ms": round(median_ms(lambda: detector(without), repeats), 1),
     }
 
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predict_latency.json"))
     args = parser.parse_args(argv)
     models = load_models(args.models, args.build, args.models_dir)
-    detector = faces.load_detector()
+    detector = detect.load_detector()
     report = {
         "environment": {
             "cpu": cpu_name(),
