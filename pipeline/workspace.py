@@ -14,6 +14,7 @@ puts the refused keys back as the baseline commit has them and restores the stag
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -76,19 +77,21 @@ def undo_failed_experiment(params_path: Path, keys: tuple[str, ...]) -> None:
     release()  # DVC's checkout takes the lock itself
     baseline = os.environ["DVC_EXP_BASELINE_REV"]
     try:
-        committed = yaml.safe_load(_git("show", f"{baseline}:{params_path.as_posix()}")) or {}
-        restore_keys(params_path, committed, keys)
+        restore_keys(params_path, _git("show", f"{baseline}:{params_path.as_posix()}"), keys)
         restore_outputs(os.environ["DVC_STAGE"], baseline)
     except (OSError, subprocess.CalledProcessError, yaml.YAMLError, DvcException) as err:
         print(f"warning: could not restore the workspace after the failed experiment: {err}", file=sys.stderr)
 
 
-def restore_keys(path: Path, committed: dict, keys: tuple[str, ...]) -> None:
-    """Set each dotted key to its committed value, or remove it where the commit has none; comments stay."""
+def restore_keys(path: Path, committed_text: str, keys: tuple[str, ...]) -> None:
+    """Set each dotted key to its committed value, or remove it where the commit has none; comments stay.
+
+    When that makes the file equal to the commit's, the commit's text itself is written back, byte for byte.
+    """
     from ruamel.yaml import YAML  # DVC's own round-trip YAML library: what `-S` wrote with
 
+    committed = yaml.safe_load(committed_text) or {}
     rt = YAML()
-    rt.preserve_quotes = True
     data = rt.load(path.read_text())
     for key in keys:
         *parents, leaf = key.split(".")
@@ -102,8 +105,9 @@ def restore_keys(path: Path, committed: dict, keys: tuple[str, ...]) -> None:
             node[leaf] = source[leaf]
         else:
             node.pop(leaf, None)
-    with open(path, "w") as f:
-        rt.dump(data, f)
+    text = io.StringIO()
+    rt.dump(data, text)
+    path.write_text(committed_text if yaml.safe_load(text.getvalue()) == committed else text.getvalue())
 
 
 def restore_outputs(stage: str, baseline: str) -> None:
