@@ -2,8 +2,10 @@
 
 TensorFlow reads these variables once, when it loads; a user's own setting wins.
 - TF_CPP_MIN_LOG_LEVEL=3 hides TensorFlow's C++ info and warning lines.
-- TF_ENABLE_ONEDNN_OPTS=0: oneDNN picks its kernels by the CPU's instruction set (AVX2, AVX-512, ...), so the
-  same seed gave different weights on two machines of one kind; TensorFlow's own (Eigen) kernels do not.
+- TF_ENABLE_ONEDNN_OPTS=0 and ONEDNN_MAX_CPU_ISA=AVX2: oneDNN picks its kernels by the CPU's instruction set,
+  so the same seed gave different weights on an AVX-512 and an AVX2 machine of one kind. The first turns off
+  oneDNN's graph rewrites; the second caps the oneDNN matrix products that TensorFlow's own kernels still call
+  at AVX2, which every x86-64 CPU of this kind has.
 - TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS=2: a reduction split over another thread count rounds
   differently, so the count must not follow the machine's cores.
 - TF_DETERMINISTIC_OPS=1: no run-to-run nondeterminism within one machine.
@@ -25,6 +27,7 @@ import sys
 SETTINGS = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "TF_ENABLE_ONEDNN_OPTS": "0",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
     "TF_NUM_INTRAOP_THREADS": "2",
     "TF_NUM_INTEROP_THREADS": "2",
     "TF_DETERMINISTIC_OPS": "1",

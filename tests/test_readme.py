@@ -5,25 +5,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Command prefix (after dropping `.venv/bin/`) → the test file and function that runs it.
+# Command prefix, exactly as the README writes it → the test file and function that runs it.
 COVERED = {
-    "bash scripts/install.sh": ".ci/run",
-    "python -m pytest -q": ".ci/run",
-    "dvc repro": "tests/test_pipeline_dvc.py::test_repro_writes_every_output",
-    "dvc exp run -S train.lr": "tests/test_pipeline_dvc.py::test_exp_run_with_a_train_param_reruns_only_training_and_after",
-    "dvc exp show --md": "tests/test_pipeline_dvc.py::test_exp_run_with_a_train_param_reruns_only_training_and_after",
-    "dvc exp diff": "tests/test_pipeline_dvc.py::test_comparisons_after_an_experiment",
-    "dvc metrics diff --md; dvc params diff --md": "tests/test_pipeline_dvc.py::test_comparisons_after_an_experiment",
-    "dvc plots diff -o": "tests/test_pipeline_dvc.py::test_comparisons_after_an_experiment",
-    "dvc exp run --queue": "tests/test_pipeline_dvc.py::test_queued_sweep_runs_every_combination",
-    "dvc queue start": "tests/test_pipeline_dvc.py::test_queued_sweep_runs_every_combination",
+    "bash scripts/install.sh && .venv/bin/dvc repro": "tests/test_day_one.py::test_the_readme_lines_work_verbatim_in_a_clean_shell",
+    ".venv/bin/python -m pytest -q": ".ci/run",
+    ".venv/bin/dvc repro --downstream": "tests/test_pipeline_dvc.py::test_a_targeted_run_leaves_no_stale_compare_table",
+    ".venv/bin/dvc exp run $(.venv/bin/python -m pipeline.preset params-zoo.yaml)": "tests/test_day_one.py::test_the_zoo_preset_holds_every_model",
+    ".venv/bin/dvc exp run -S train.lr": "tests/test_pipeline_dvc.py::test_exp_run_with_a_train_param_reruns_only_training_and_after",
+    ".venv/bin/dvc exp show --md": "tests/test_pipeline_dvc.py::test_exp_run_with_a_train_param_reruns_only_training_and_after",
+    ".venv/bin/dvc exp diff": "tests/test_pipeline_dvc.py::test_comparisons_after_an_experiment",
+    ".venv/bin/dvc metrics diff --md; .venv/bin/dvc params diff --md": "tests/test_pipeline_dvc.py::test_comparisons_after_an_experiment",
+    ".venv/bin/dvc plots diff -o": "tests/test_pipeline_dvc.py::test_comparisons_after_an_experiment",
+    ".venv/bin/dvc exp run --queue": "tests/test_pipeline_dvc.py::test_queued_sweep_runs_every_combination",
+    ".venv/bin/dvc queue start": "tests/test_pipeline_dvc.py::test_queued_sweep_runs_every_combination",
     "dvc push": "tests/test_pipeline_dvc.py::test_remote_push_and_pull",
-    "python -m pipeline.report": "tests/test_report.py::test_report_shows_param_metric_and_image_changes",
-    "python -m pipeline.predict --model riv_base photo.jpg": "tests/test_predict.py::test_table_output",
-    "python -m pipeline.predict --ensemble --json": "tests/test_predict.py::test_ensemble_flag_uses_the_ensemble_model",
-    "cat photo.jpg | python -m pipeline.predict": "tests/test_predict.py::test_cli_stdin_json_and_partial_failure",
-    "python -m pipeline.predict --model riv_base --annotate": "tests/test_predict.py::test_annotate_one_image_writes_that_file",
-    "python -m pipeline.app": "tests/test_app.py::test_upload_predict_shows_labels_charts_and_metrics",
+    ".venv/bin/python -m pipeline.report": "tests/test_report.py::test_report_shows_param_metric_and_image_changes",
+    ".venv/bin/python -m pipeline.predict --model riv_base photo.jpg": "tests/test_predict.py::test_table_output",
+    ".venv/bin/python -m pipeline.predict --ensemble --json": "tests/test_predict.py::test_ensemble_flag_uses_the_ensemble_model",
+    "cat photo.jpg | .venv/bin/python -m pipeline.predict": "tests/test_predict.py::test_cli_stdin_json_and_partial_failure",
+    ".venv/bin/python -m pipeline.predict --model riv_base --annotate": "tests/test_predict.py::test_annotate_one_image_writes_that_file",
+    ".venv/bin/python -m pipeline.app": "tests/test_app.py::test_upload_predict_shows_labels_charts_and_metrics",
 }
 # Commands that need the network (Kaggle, cloud storage, PyPI extras), a GPU, or hours of training on the
 # full data (their download and prepare steps are tested on the real files in test_download / test_real_data).
@@ -33,7 +34,7 @@ NOT_HERE = ("dvc exp run -S data.source=kaggle", "dvc exp run -S data.source=mir
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
-    return [line.replace(".venv/bin/", "") for line in lines if line and not line.startswith("#")]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def test_every_readme_command_is_exercised_or_needs_the_network():
