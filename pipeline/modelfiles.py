@@ -25,15 +25,31 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "fer2013.keras"
 
 
 def save_model(model: keras.Model, path: str | Path, info: dict[str, Any]) -> None:
-    """Write `path` (.keras) and its .json; each file appears whole or not at all. `info` must name the classes."""
+    """Write `path` (.keras) and its .json; each file appears whole or not at all. `info` must name the classes.
+
+    A model trained in mixed precision is saved computing in float32: bfloat16 is fast only on CPUs with
+    AVX-512 BF16 or AMX kernels (and their native kernels), float32 everywhere."""
     path = Path(path)
     if path.suffix != ".keras":
         raise PipelineError(f"{path}: a model file must end in .keras")
     if not info.get("classes"):
         raise PipelineError(f"{path}: the model's info needs `classes`, the names of its outputs in order")
     with atomic.atomic_path(path) as tmp:
-        model.save(tmp)
+        as_float32(model).save(tmp)
     atomic.write_json(path.with_suffix(".json"), {"name": path.stem, **info})
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """The same model and weights with every layer's dtype policy set to float32 (itself if already so)."""
+    text = json.dumps(model.get_config())
+    mixed = ('"mixed_bfloat16"', '"mixed_float16"')
+    if not any(policy in text for policy in mixed):
+        return model
+    for policy in mixed:
+        text = text.replace(policy, '"float32"')
+    clone = model.__class__.from_config(json.loads(text))
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def load_model(path: str | Path) -> keras.Model:

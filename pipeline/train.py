@@ -11,12 +11,13 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from pipeline import quiet  # noqa: F401  (before keras: silences TensorFlow's start-up lines)
+from pipeline import quiet  # noqa: E402  (before keras: silences TensorFlow, picks the CPU kernels)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -25,8 +26,9 @@ from dvclive.utils import standardize_metric_name  # noqa: E402
 
 from pipeline import atomic  # noqa: E402
 from pipeline.errors import run_cli  # noqa: E402
+from pipeline.modelfiles import save_model  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
-from pipeline.params import TrainParams, load_params  # noqa: E402
+from pipeline.params import Params, TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
 
 OPTIMIZERS = {
@@ -66,7 +68,7 @@ class DVCLiveLogger(keras.callbacks.Callback):
 
     def log(self, logs: dict) -> None:
         for name, value in logs.items():
-            if name != "epoch":
+            if name not in ("epoch", "minutes"):  # bookkeeping, kept in the model's .json history
                 self.live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value))
         self.live.next_step()
 
@@ -159,9 +161,11 @@ def train_model(
     class_weights: dict[str, float],
     model_path: Path,
     checkpoints: Path,
+    info: dict,
     live: Live | None = None,
 ) -> dict:
-    """Fit (resuming from `checkpoints` when it holds this run) and save the best-val-accuracy epoch."""
+    """Fit (resuming from `checkpoints` when it holds this run), save the best-val-accuracy epoch with
+    `info` and what the run measured in its .json, and return that .json's content."""
     fingerprint = run_fingerprint(name, params, options, train["x"], train["targets"], val["x"], val["targets"])
     steps = int(np.ceil(len(train["y"]) / params.batch_size))
     state = load_checkpoint(checkpoints, fingerprint)
@@ -209,12 +213,8 @@ def train_model(
     )
     seconds = time.perf_counter() - start
     model.load_weights(checkpoints / "best.weights.h5")
-    with atomic.atomic_path(model_path) as tmp:
-        model.save(tmp)
-    shutil.rmtree(checkpoints)
     history = state["history"]
-    return {
-        "name": name,
+    info = info | {
         "parameters": model.count_params(),
         "epochs_run": len(history),
         "best_epoch": state["best_epoch"],
@@ -227,6 +227,18 @@ def train_model(
         "precision": params.precision,
         "history": [{"epoch": h["epoch"], "minutes": h["minutes"], "val_accuracy": h["val_accuracy"]} for h in history],
     }
+    save_model(model, model_path, info)
+    shutil.rmtree(checkpoints)
+    return info
+
+
+def trained_on(params: Params, train_images: int) -> dict:
+    """What a model was trained on, for its .json: the app and the model card name it beside the metrics."""
+    data = params.data
+    return {
+        "source": data.source, "dataset": data.dataset, "classes": data.classes,
+        "relabel": params.relabel.scheme, "balance": params.balance.method, "train_images": int(train_images),
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -241,17 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     train_params, options = params.model_config(args.model)
+    if train_params.precision == "mixed_bfloat16" and quiet.kernels() != "native":
+        # TensorFlow fixed its kernels when it loaded: start again on the CPU's own (bf16) instruction set.
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], quiet.native_environ())
     classes = load_classes(args.prepared)
     train = load_split(args.balanced / "train.npz")
     val = load_split(args.prepared / "val.npz")
     class_weights = json.loads((args.balanced / "class_weights.json").read_text())
     with Live(str(args.live / args.model / "train"), save_dvc_exp=False, dvcyaml=False) as live:
         info = train_model(
-            args.model, train_params, options, train, val, class_weights,
-            args.out / f"{args.model}.keras", args.checkpoints / args.model, live,
+            args.model, train_params, options, train, val, class_weights, args.out / f"{args.model}.keras",
+            args.checkpoints / args.model, {"classes": classes, "input_shape": [48, 48, 1], "data": trained_on(params, len(train["y"]))}, live,
         )
-    info |= {"classes": classes, "input_shape": [48, 48, 1]}
-    atomic.write_json(args.out / f"{args.model}.json", info)
     print(
         f"{args.model}: best val accuracy {info['best_val_accuracy']:.4f} at epoch {info['best_epoch']}/{info['epochs_run']}, "
         f"{info['seconds_per_epoch']:.1f} s/epoch ({info['train_images_per_second']:.0f} images/s, {info['backend']})"

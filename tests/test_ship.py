@@ -1,0 +1,104 @@
+"""Shipping a trained model: `pipeline.ship` writes models/<name>.keras with the .json a model card needs,
+and the committed models load and recognise real faces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import archives, modelfiles
+from pipeline.classes import FER2013_LABELS
+from pipeline.decode import decode_fer2013_csv
+from pipeline.evaluate import predict_probs
+from pipeline.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def _workspace(root: Path, source: str) -> Path:
+    (root / "data" / "models").mkdir(parents=True)
+    (root / "data" / "prepared").mkdir()
+    (root / "data" / "balanced").mkdir()
+    (root / "metrics").mkdir()
+    params = {"data": {"dataset": "fer2013", "source": source, "classes": "fer7"}, "relabel": {"scheme": "none"}, "evaluate": {"tta": "flip"}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    history = [{"epoch": 1, "minutes": 1.5, "val_accuracy": 0.4}, {"epoch": 2, "minutes": 3.0, "val_accuracy": 0.5}]
+    info = {
+        "classes": CLASSES, "input_shape": [48, 48, 1], "parameters": 1, "epochs_run": 2, "best_epoch": 2,
+        "best_val_accuracy": 0.5, "train_minutes": 3.0, "backend": "tensorflow", "precision": "float32", "history": history,
+    }  # fmt: skip
+    modelfiles.save_model(build_model("lenet_bn", 7), root / "data" / "models" / "lenet_bn.keras", info)
+    (root / "metrics" / "lenet_bn.json").write_text(json.dumps({"accuracy": 0.61234, "macro_f1": 0.5}))
+    y = np.arange(10) % 7
+    np.savez(root / "data" / "prepared" / "test.npz", x=np.zeros((10, 48, 48), np.uint8), y=y)
+    np.savez(root / "data" / "balanced" / "train.npz", x=np.zeros((20, 48, 48), np.uint8), y=np.arange(20) % 7)
+    return root
+
+
+def _ship(root: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.ship", "lenet_bn", "--as", "fer2013", "--command", "dvc exp run -n x"]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_ship_writes_the_model_and_its_card_facts(tmp_path):
+    root = _workspace(tmp_path, "mirror")
+    result = _ship(root)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((root / "models" / "fer2013.json").read_text())
+    assert info["classes"] == CLASSES
+    assert info["data"] == {"source": "mirror", "dataset": "fer2013", "classes": "fer7", "relabel": "none", "balance": "class_weight", "train_images": 20}
+    assert info["splits"] == {"train": "Training", "val": "PublicTest", "test": "PrivateTest", "test_images": 10}
+    assert info["test"] == {"tta": "flip", "accuracy": 0.6123, "macro_f1": 0.5}
+    assert info["command"] == "dvc exp run -n x"
+    assert info["train_minutes"] == 3.0 and info["epochs"] == 2 and len(info["history"]) == 2
+    assert "cores" in info["device"] and "tensorflow" in info["device"]
+    model = modelfiles.load_model(root / "models" / "fer2013.keras")
+    assert model.output_shape == (None, 7)
+    assert result.stdout.startswith("models/fer2013.keras: lenet_bn, test accuracy 0.6123")
+
+
+def test_ship_refuses_a_sample_trained_model(tmp_path):
+    root = _workspace(tmp_path, "sample")
+    result = _ship(root)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: data/models/lenet_bn.keras was trained on the synthetic sample: ship only models trained on real data"
+    ]
+    assert not (root / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def private_test_slice(shared_datasets) -> tuple[np.ndarray, np.ndarray]:
+    """Every 6th PrivateTest face (599): enough to tell a real model from a bad one in seconds."""
+    text = archives.read_member(shared_datasets / "fer2013.tar.gz", "fer2013/fer2013.csv").decode()
+    decoded = decode_fer2013_csv(text)
+    rows = np.flatnonzero((decoded.meta["split"] == "test").to_numpy())[::6]
+    return decoded.images[rows], np.array([FER2013_LABELS.index(v) for v in decoded.meta["label"][rows]])
+
+
+@pytest.mark.parametrize("name, classes", [("fer2013", 7), ("ferplus", 8)])
+def test_shipped_models_load_and_recognise_real_faces(name, classes, private_test_slice):
+    path = REPO / "models" / f"{name}.keras"
+    info = modelfiles.read_info(path)
+    model = modelfiles.load_model(path)
+    assert model.input_shape == (None, 48, 48, 1)
+    assert model.output_shape == (None, classes) and len(info["classes"]) == classes
+    assert path.stat().st_size < 20 * 2**20
+    assert info["data"]["source"] != "sample"
+    x, y = private_test_slice
+    probs = predict_probs(model, x, info["test"]["tta"], 256)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-3)
+    if name == "fer2013":  # the FER2013 labels are this model's own: its accuracy on a slice is near its card's
+        accuracy = float((probs.argmax(1) == y).mean())
+        assert abs(accuracy - info["test"]["accuracy"]) < 0.05
+    else:  # FER+ relabelled many faces, but the clear ones agree: happy and surprise stay happy and surprise
+        for label in ("happy", "surprise"):
+            rows = y == FER2013_LABELS.index(label)
+            assert (np.array(info["classes"])[probs[rows].argmax(1)] == label).mean() > 0.7

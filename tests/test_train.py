@@ -1,0 +1,143 @@
+"""The train stage: a run killed mid-way resumes from its last completed epoch and ends like an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.params import parse_params
+from pipeline.train import OPTIMIZERS, SCHEDULES, make_optimizer, run_fingerprint
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 5
+PARAMS = {
+    "train": {
+        "epochs": EPOCHS, "batch_size": 32, "lr": 0.003, "optimizer": "adamw", "schedule": "cosine",
+        "warmup_epochs": 1, "precision": "mixed_bfloat16", "seed": 3,
+        "augment": {"flip": False, "rotation": 0.0, "shift": 0.0, "zoom": 0.0, "contrast": 0.0},
+    },
+    "models": {"lenet_bn": {}},
+}  # fmt: skip
+
+
+def _split(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Three learnable classes: the bright band is on the left, on the right, or at the top."""
+    y = rng.integers(0, 3, n)
+    x = rng.normal(90, 25, (n, 48, 48))
+    x[y == 0, :, :16] += 90
+    x[y == 1, :, 32:] += 90
+    x[y == 2, :16, :] += 90
+    return {"x": np.clip(x, 0, 255).astype(np.uint8), "y": y, "targets": np.eye(3, dtype=np.float32)[y]}
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    (root / "prepared").mkdir()
+    (root / "balanced").mkdir()
+    np.savez(root / "balanced" / "train.npz", **_split(1500, rng))
+    np.savez(root / "prepared" / "val.npz", **_split(200, rng))
+    (root / "prepared" / "classes.json").write_text(json.dumps(["left", "right", "top"]))
+    (root / "balanced" / "class_weights.json").write_text(json.dumps({"0": 1.0, "1": 1.0, "2": 1.0}))
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    return root
+
+
+def _train_command(root: Path, run: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pipeline.train", "lenet_bn", "--params", str(root / "params.yaml"),
+        "--prepared", str(root / "prepared"), "--balanced", str(root / "balanced"),
+        "--out", str(root / run / "models"), "--checkpoints", str(root / run / "checkpoints"),
+        "--live", str(root / run / "plots"),
+    ]  # fmt: skip
+
+
+def _run(root: Path, run: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(_train_command(root, run), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _kill_after_first_epoch(root: Path, run: str) -> int:
+    state = root / run / "checkpoints" / "lenet_bn" / "state.json"
+    process = subprocess.Popen(_train_command(root, run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return len(json.loads(state.read_text())["history"])
+
+
+def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(stage_inputs):
+    whole = _run(stage_inputs, "whole")
+    done_before_kill = _kill_after_first_epoch(stage_inputs, "killed")
+    assert 1 <= done_before_kill < EPOCHS
+
+    resumed = _run(stage_inputs, "killed")
+    assert f"resuming after epoch {done_before_kill}/{EPOCHS}" in resumed.stderr
+    assert "resuming" not in whole.stderr
+
+    info_whole = json.loads((stage_inputs / "whole" / "models" / "lenet_bn.json").read_text())
+    info_resumed = json.loads((stage_inputs / "killed" / "models" / "lenet_bn.json").read_text())
+    assert [h["epoch"] for h in info_resumed["history"]] == list(range(1, EPOCHS + 1))
+    # Same seed, deterministic ops: the epochs before the kill are the uninterrupted run's, to the bit.
+    assert info_resumed["history"][:done_before_kill] == [
+        {**h, "minutes": r["minutes"]} for h, r in zip(info_whole["history"][:done_before_kill], info_resumed["history"])
+    ]
+    # After it the shuffling and augmentation draws differ, so the end agrees within noise.
+    assert info_whole["best_val_accuracy"] > 0.9
+    assert abs(info_resumed["best_val_accuracy"] - info_whole["best_val_accuracy"]) < 0.05
+    assert info_resumed["train_minutes"] >= info_resumed["history"][done_before_kill - 1]["minutes"]
+    # The dvclive curve has every epoch once, and nothing of the checkpoint is left behind.
+    curve = (stage_inputs / "killed" / "plots" / "lenet_bn" / "train" / "plots" / "metrics" / "eval" / "accuracy.tsv")
+    assert len(curve.read_text().splitlines()) == 1 + EPOCHS
+    assert not (stage_inputs / "killed" / "checkpoints" / "lenet_bn").exists()
+    assert "images/s" in resumed.stderr
+
+
+def test_checkpoint_of_other_params_is_not_resumed(stage_inputs, tmp_path):
+    _kill_after_first_epoch(stage_inputs, "changed")
+    changed = dict(PARAMS, train={**PARAMS["train"], "lr": 0.001})
+    (stage_inputs / "params.yaml").write_text(yaml.safe_dump(changed))
+    try:
+        result = _run(stage_inputs, "changed")
+    finally:
+        (stage_inputs / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    assert "checkpoint of other params or data, starting afresh" in result.stderr
+    assert "resuming" not in result.stderr
+
+
+def test_fingerprint_follows_params_options_and_data():
+    params = parse_params(PARAMS).train
+    x = np.zeros((4, 48, 48), np.uint8)
+    base = run_fingerprint("lenet_bn", params, {}, x)
+    assert run_fingerprint("lenet_bn", params, {}, x) == base
+    assert run_fingerprint("riv_base", params, {}, x) != base
+    assert run_fingerprint("lenet_bn", parse_params({"train": {"lr": 0.5}}).train, {}, x) != base
+    assert run_fingerprint("lenet_bn", params, {"blocks": [1, 1, 1]}, x) != base
+    assert run_fingerprint("lenet_bn", params, {}, x + 1) != base
+
+
+def test_every_allowed_optimizer_and_schedule_has_a_builder():
+    from typing import get_args, get_type_hints
+
+    from pipeline.params import TrainParams
+
+    hints = get_type_hints(TrainParams)
+    assert set(OPTIMIZERS) == set(get_args(hints["optimizer"]))
+    assert set(SCHEDULES) == set(get_args(hints["schedule"]))
+    for optimizer in OPTIMIZERS:
+        for schedule in SCHEDULES:
+            train = parse_params({"train": {"optimizer": optimizer, "schedule": schedule, "epochs": 4, "warmup_epochs": 1}}).train
+            assert make_optimizer(train, steps_per_epoch=10).__class__.__name__.lower().startswith(optimizer[:4])
