@@ -30,11 +30,12 @@ def flatten(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def set_param_args(preset: dict) -> list[str]:
-    """`-S` arguments, values in YAML flow style without spaces so the shell keeps each one whole."""
+    """`-S` arguments in Hydra's override grammar, values in YAML flow style without spaces so the shell keeps
+    each one whole."""
     args = []
     for key, value in flatten(preset):
         text = json.dumps(value, separators=(",", ":"))
-        args += ["-S", f"{key}={text}"]
+        args += ["-S", f"++{key}={text}"]  # `++`: set the key, or add it (a model the preset brings in)
     return args
 
 

@@ -135,3 +135,26 @@ def test_a_preset_is_held_to_the_same_rules(tmp_path):
         )
         assert result.returncode == 1
         assert result.stderr.startswith(f"error: params.yaml: {message}") and result.stderr.count("\n") == 1
+
+
+def test_preset_arguments_apply_through_dvcs_set_param_even_for_new_models(tmp_path):
+    """`dvc exp run -S` parses Hydra overrides on a struct config: a plain `key=value` for a key params.yaml
+    lacks (a model the preset brings in) is refused, so the preset's arguments must add as well as set."""
+    import shutil
+
+    import yaml
+    from dvc.utils.hydra import apply_overrides
+
+    from pipeline.params import load_params
+    from pipeline.preset import set_param_args
+
+    root = Path(__file__).resolve().parents[1]
+    params = tmp_path / "params.yaml"
+    shutil.copy(root / "params.yaml", params)
+    for preset in ("params-cpu.yaml", "params-zoo.yaml", "params-full.yaml"):
+        args = set_param_args(yaml.safe_load((root / preset).read_text()))
+        apply_overrides(params, args[1::2])
+        applied = yaml.safe_load(params.read_text())
+        assert set(yaml.safe_load((root / preset).read_text()).get("models", {})) <= set(applied["models"])
+        load_params(params)
+    assert applied["train"]["precision"] == "mixed_float16"

@@ -193,7 +193,7 @@ def test_params_preset_gives_set_param_arguments(project, tmp_path):
     preset = tmp_path / "preset.yaml"
     preset.write_text("train: {epochs: 2, augment: {erasing: 0.25}}\nmodels: {lenet_bn: {dropout: 0.3}}\n")
     args = run(project, sys.executable, "-m", "pipeline.preset", str(preset)).split()
-    assert args == ["-S", "train.epochs=2", "-S", "train.augment.erasing=0.25", "-S", "models.lenet_bn.dropout=0.3"]
+    assert args == ["-S", "++train.epochs=2", "-S", "++train.augment.erasing=0.25", "-S", "++models.lenet_bn.dropout=0.3"]
     preset.write_text("train: {epochs: -1}\n")
     result = subprocess.run([sys.executable, "-m", "pipeline.preset", str(preset)], cwd=project, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == "error: params.yaml: train.epochs=-1 is out of range [1, ∞]"

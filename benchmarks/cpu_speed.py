@@ -1,0 +1,98 @@
+"""Where the CPU training time goes: fer_resnet training throughput by backend, kernels, precision, XLA,
+batch size and augmentation, on real FER2013 images, one fresh process per setting.
+
+    python -m benchmarks.cpu_speed --out benchmarks/results/cpu_speed.json
+
+JAX needs `pip install "jax[cpu]"`; a backend that is not installed is recorded as such. Each setting
+trains one warm-up epoch slice and then times `--images` images through `model.fit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SETTINGS = [  # (label, environment, options)
+    ("tensorflow, portable kernels, float32", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "portable"}, {}),
+    ("tensorflow, native kernels, float32", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {}),
+    ("tensorflow, native kernels, mixed_bfloat16", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16"}),
+    ("tensorflow, native, bf16, XLA (jit_compile)", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "jit": True}),
+    ("tensorflow, native, bf16, no augmentation", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "augment": False}),
+    ("tensorflow, native, bf16, batch 64", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "batch_size": 64}),
+    ("tensorflow, native, bf16, batch 256", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "batch_size": 256}),
+    ("tensorflow, native, bf16, blocks 1-1-1", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "blocks": [1, 1, 1]}),
+    ("jax (XLA), float32", {"KERAS_BACKEND": "jax"}, {}),
+    ("jax (XLA), mixed_bfloat16", {"KERAS_BACKEND": "jax"}, {"precision": "mixed_bfloat16"}),
+    ("torch, float32", {"KERAS_BACKEND": "torch"}, {}),
+]
+
+
+def measure(options: dict, images: int, mirror: Path) -> dict:
+    """One setting, in this process: build, warm up on one batch slice, time `images` images of training."""
+    from pipeline import quiet  # noqa: F401
+
+    import keras
+    import numpy as np
+
+    from pipeline import archives
+    from pipeline.decode import decode_fer2013_csv
+    from pipeline.models import build_model
+    from pipeline.params import AugmentParams
+
+    batch = options.get("batch_size", 128)
+    text = archives.read_member(mirror / "fer2013.tar.gz", "fer2013/fer2013.csv").decode()
+    x = decode_fer2013_csv(text).images[: images + 4 * batch, ..., None].astype("float32")
+    y = keras.utils.to_categorical(np.arange(len(x)) % 7, 7)
+    keras.utils.set_random_seed(0)
+    augment = AugmentParams(flip=True, rotation=0.05, shift=0.1, zoom=0.1, contrast=0.0) if options.get("augment", True) else None
+    keras.config.set_dtype_policy(options.get("precision", "float32"))
+    model = build_model("fer_resnet", 7, augment=augment, **({"blocks": options["blocks"]} if "blocks" in options else {}))
+    keras.config.set_dtype_policy("float32")
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="categorical_crossentropy", jit_compile=options.get("jit", False) if keras.backend.backend() == "tensorflow" else "auto")
+    model.fit(x[: 4 * batch], y[: 4 * batch], batch_size=batch, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(x[4 * batch :], y[4 * batch :], batch_size=batch, epochs=1, verbose=0)
+    return {"images_per_second": round(images / (time.perf_counter() - start), 1), "parameters": model.count_params()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--images", type=int, default=2560)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a JSON options dict: measure in this process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(json.loads(args.one), args.images, args.mirror)))
+        return
+    from pipeline import atomic
+    from pipeline.ship import cpu_name
+
+    rows = []
+    for label, env, options in SETTINGS:
+        command = [sys.executable, "-m", "benchmarks.cpu_speed", "--one", json.dumps(options), "--images", str(args.images), "--mirror", str(args.mirror)]
+        result = subprocess.run(command, capture_output=True, text=True, env=os.environ | env)
+        lines = result.stdout.strip().splitlines()
+        row = {"setting": label} | (json.loads(lines[-1]) if result.returncode == 0 and lines else {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:200]})
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    record = {
+        "what": "fer_resnet training images/s (model.fit, batch 128 unless named, flip/rotate/shift/zoom augmentation unless named)",
+        "device": cpu_name(),
+        "date": datetime.date.today().isoformat(),
+        "command": f"python -m benchmarks.cpu_speed --out {args.out}",
+        "results": rows,
+    }
+    atomic.write_json(args.out, record)
+    lines = ["| setting | images/s |", "|---|---|"] + [f"| {r['setting']} | {r.get('images_per_second', r.get('error'))} |" for r in rows]
+    atomic.write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
