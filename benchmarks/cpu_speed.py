@@ -35,7 +35,6 @@ SETTINGS = [  # (label, environment, options)
 
 def measure(options: dict, images: int, mirror: Path) -> dict:
     """One setting, in this process: build, warm up on one batch slice, time `images` images of training."""
-    from pipeline import quiet  # noqa: F401
 
     import keras
     import numpy as np
@@ -72,7 +71,7 @@ def main() -> None:
         print(json.dumps(measure(json.loads(args.one), args.images, args.mirror)))
         return
     from pipeline import atomic
-    from pipeline.ship import cpu_name
+    from pipeline.device import device_name
 
     rows = []
     for label, env, options in SETTINGS:
@@ -84,7 +83,7 @@ def main() -> None:
         rows.append(row)
     record = {
         "what": "fer_resnet training images/s (model.fit, batch 128 unless named, flip/rotate/shift/zoom augmentation unless named)",
-        "device": cpu_name(),
+        "device": device_name(),
         "date": datetime.date.today().isoformat(),
         "command": f"python -m benchmarks.cpu_speed --out {args.out}",
         "results": rows,

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from dvclive import Live
 
-from benchmarks.train_speed import device_name
+from pipeline.device import device_name
 from pipeline import archives, atomic
 from pipeline.classes import FER2013_LABELS
 from pipeline.decode import decode_fer2013_csv

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -22,25 +20,12 @@ import numpy as np
 from pipeline import archives, atomic
 from pipeline.classes import FER2013_LABELS
 from pipeline.decode import decode_fer2013_csv
+from pipeline.device import device_name
 from pipeline.models import MODELS, TRANSFER_MODELS, build_model
 from pipeline.params import AugmentParams
 
 FULL_SIZE = {"resnet50": 224, "mobilenet_v2": 224, "efficientnet_b0": 224, "inception_v3": 299}
 TRAIN_IMAGES = 28_709
-
-
-def device_name() -> str:
-    if keras.backend.backend() == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return str(jax.devices()[0])
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    return f"{cpu} ({os.cpu_count()} cores)"
 
 
 def time_model(name: str, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, warmup: int) -> dict:

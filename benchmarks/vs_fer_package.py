@@ -19,16 +19,14 @@ import statistics
 import time
 from pathlib import Path
 
-from pipeline import quiet  # noqa: F401
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline import archives, atomic, modelfiles  # noqa: E402
-from pipeline.classes import FER2013_LABELS  # noqa: E402
-from pipeline.decode import decode_fer2013_csv  # noqa: E402
-from pipeline.evaluate import predict_probs  # noqa: E402
-from pipeline.ship import cpu_name  # noqa: E402
+from pipeline import archives, atomic, modelfiles
+from pipeline.classes import FER2013_LABELS
+from pipeline.decode import decode_fer2013_csv
+from pipeline.device import device_name
+from pipeline.evaluate import predict_probs
 
 
 def private_test(mirror: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +92,7 @@ def main() -> None:
     record = {
         "what": "FER2013 PrivateTest accuracy and classifier speed (predict_on_batch), one process",
         "test_images": int(len(y)),
-        "device": cpu_name(),
+        "device": device_name(),
         "backend": keras.backend.backend(),
         "date": datetime.date.today().isoformat(),
         "command": "python -m benchmarks.vs_fer_package --out " + str(args.out),

@@ -11,17 +11,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 from pathlib import Path
 
-from pipeline import quiet  # noqa: F401
-
-from pipeline import modelfiles  # noqa: E402
-from pipeline.errors import PipelineError, run_cli  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.splits import load_split  # noqa: E402
-from pipeline.train import trained_on  # noqa: E402
+from pipeline import modelfiles
+from pipeline.device import device_name
+from pipeline.errors import PipelineError, run_cli
+from pipeline.params import load_params
+from pipeline.splits import load_split
+from pipeline.train import trained_on
 
 SPLITS = {  # dataset → where each split comes from
     "fer2013": {"train": "Training", "val": "PublicTest", "test": "PrivateTest"},
@@ -29,12 +26,6 @@ SPLITS = {  # dataset → where each split comes from
     "fer2013-images": {"train": "train/ less val_fraction", "val": "val_fraction of train/", "test": "test/"},
     "apollo6": {"train": "train/ less val_fraction", "val": "val_fraction of train/", "test": "test/"},
 }
-
-
-def cpu_name() -> str:
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def shipped_info(train_info: dict, data: dict, test_metrics: dict, test_images: int, tta: str, command: str) -> dict:
@@ -52,7 +43,7 @@ def shipped_info(train_info: dict, data: dict, test_metrics: dict, test_images: 
         "epochs": train_info["epochs_run"],
         "train_minutes": round(train_info["train_minutes"], 1),
         "history": train_info["history"],
-        "device": f"{cpu_name()} ({train_info['backend']}, {train_info['precision']})",
+        "device": f"{device_name()} ({train_info['backend']}, {train_info['precision']})",
         "command": command,
         "date": datetime.date.today().isoformat(),
     }
