@@ -96,6 +96,7 @@ def write_report(name: str, y: np.ndarray, probs: np.ndarray, classes: list[str]
     plots.write_csv(out / "roc.csv", result["roc"].round(6))
     atomic.save_figure(out / "confusion.png", plots.matrix_figure(result["confusion"], classes, classes, f"{name}: test confusion", "predicted", "actual"))
     atomic.save_figure(out / "roc.png", plots.roc_figure(result["roc"], f"{name}: one-vs-rest ROC"))
+    atomic.save_figure(out / "per_class.png", plots.per_class_figure(result["per_class"], f"{name}: per-class test scores"))
     return result["summary"]
 
 

@@ -87,6 +87,31 @@ def roc_figure(roc: pd.DataFrame, title: str):
     return fig
 
 
+def per_class_figure(per_class: pd.DataFrame, title: str):
+    """Precision, recall and F1 per class, the classes in the model's output order from the top."""
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.45 * len(per_class)))
+    rows = np.arange(len(per_class))[::-1]
+    for offset, metric in zip((0.25, 0.0, -0.25), ("precision", "recall", "f1")):
+        ax.barh(rows + offset, per_class[metric], height=0.25, label=metric)
+    ax.set_yticks(rows, per_class["class"])
+    ax.set(title=title, xlim=(0, 1))
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def training_curves_figure(history: list[dict], title: str):
+    """Loss and accuracy per epoch, train beside validation, against epochs and wall-clock minutes."""
+    frame = pd.DataFrame(history)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.plot(frame["epoch"], frame[metric], marker="o", ms=3, label=f"train {metric}")
+        ax.plot(frame["epoch"], frame[f"val_{metric}"], marker="o", ms=3, label=f"validation {metric}")
+        ax.set(xlabel=f"epoch ({frame['minutes'].iloc[-1]:.1f} training minutes in all)", title=f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
 def compare_figure(table: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8, 0.9 + 0.35 * len(table)))
     ordered = table.iloc[::-1]

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from dvclive import Live  # noqa: E402
 from dvclive.utils import standardize_metric_name  # noqa: E402
 
-from pipeline import atomic  # noqa: E402
+from pipeline import atomic, plots  # noqa: E402
 from pipeline.errors import run_cli  # noqa: E402
 from pipeline.modelfiles import save_model  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
@@ -225,7 +225,7 @@ def train_model(
         "last_session_seconds": seconds,
         "backend": keras.backend.backend(),
         "precision": params.precision,
-        "history": [{"epoch": h["epoch"], "minutes": h["minutes"], "val_accuracy": h["val_accuracy"]} for h in history],
+        "history": [{k: v for k, v in h.items() if k != "learning_rate"} for h in history],
     }
     save_model(model, model_path, info)
     shutil.rmtree(checkpoints)
@@ -260,11 +260,13 @@ def main(argv: list[str] | None = None) -> None:
     train = load_split(args.balanced / "train.npz")
     val = load_split(args.prepared / "val.npz")
     class_weights = json.loads((args.balanced / "class_weights.json").read_text())
-    with Live(str(args.live / args.model / "train"), save_dvc_exp=False, dvcyaml=False) as live:
+    live_dir = args.live / args.model / "train"
+    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         info = train_model(
             args.model, train_params, options, train, val, class_weights, args.out / f"{args.model}.keras",
             args.checkpoints / args.model, {"classes": classes, "input_shape": [48, 48, 1], "data": trained_on(params, len(train["y"]))}, live,
         )
+    atomic.save_figure(live_dir / "curves.png", plots.training_curves_figure(info["history"], args.model))
     print(
         f"{args.model}: best val accuracy {info['best_val_accuracy']:.4f} at epoch {info['best_epoch']}/{info['epochs_run']}, "
         f"{info['seconds_per_epoch']:.1f} s/epoch ({info['train_images_per_second']:.0f} images/s, {info['backend']})"
