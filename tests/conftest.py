@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The venv's `pytest` script, unlike `python -m pytest`, does not put the repository on sys.path: add it, so
+# `pipeline`, `benchmarks` and `tests.helpers` import the same way under both.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pipeline import modelfiles  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.serve import Recognizer, align, api, cli, detect, draw  # noqa: E402
-from tests.test_predict import ASTRONAUT_FACE, save_model, tiny_model  # noqa: E402
+from tests.helpers import ASTRONAUT_FACE, save_model, tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,11 +101,15 @@ def test_modelfiles_save_writes_both_files_and_refuses_a_model_without_classes(t
         modelfiles.load_model(tmp_path / "gone.keras")
 
 
-def test_no_model_anywhere_is_one_clear_line(tmp_path):
-    if modelfiles.SHIPPED_MODEL.is_file():
-        pytest.fail("this test is for the time before models/fer2013.keras is committed: update it")
+def test_the_shipped_model_comes_first_and_no_model_anywhere_is_one_clear_line(tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped" / "fer2013.keras"
+    monkeypatch.setattr(modelfiles, "SHIPPED_MODEL", shipped)  # the repository's own may or may not be there yet
     with pytest.raises(PipelineError, match="no model to use: .*fer2013.keras is not there yet"):
         modelfiles.default_model([tmp_path])
+    shipped.parent.mkdir()
+    save_model(shipped.parent, "fer2013", tiny_model())
+    save_model(tmp_path, "ensemble", tiny_model(1))
+    assert modelfiles.default_model([tmp_path]) == shipped
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pipeline import predict  # noqa: E402
 from pipeline.classes import FER2013_LABELS  # noqa: E402
 from pipeline.serve import video  # noqa: E402
-from tests.test_predict import save_model, scene, tiny_model  # noqa: E402
+from tests.helpers import save_model, scene, tiny_model  # noqa: E402
 
 FPS = 10
 
