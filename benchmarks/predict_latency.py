@@ -36,6 +36,7 @@ from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from pipeline import atomic, modelfiles  # noqa: E402
+from pipeline.device import device_name  # noqa: E402
 from pipeline.serve import api, detect, images  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402
 
@@ -44,12 +45,6 @@ UNTRAINED_NOTE = (
     "(untrained): `pipeline.models.build_model(name, 7)` with default options (transfer models at their smallest "
     "input size, not the 224 px of the studies); a forward pass costs the same whatever the weights."
 )
-
-
-def cpu_name() -> str:
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    names = (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    return next(names, platform.processor())
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -159,7 +154,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# Inference speed",
         "",
-        f"{env['machine']} ({env['cpu']}, {env['cores']} cores); Keras {env['keras']} on {env['backend']}; "
+        f"{env['machine']} ({env['device']}); Keras {env['keras']} on {env['backend']}; "
         f"{env['date']}. Load average {env['load_average'][0]} at the start, {env['load_average'][1]} at the end: "
         f"{env['note']}",
         "",
@@ -209,8 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "environment": {
             "machine": args.machine,
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
+            "device": device_name(),
             "backend": keras.backend.backend(),
             "keras": keras.__version__,
             "python": platform.python_version(),
