@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import subprocess
 import sys
 import time
@@ -63,20 +62,20 @@ def measure(options: dict, images: int, mirror: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--images", type=int, default=2560)
+    parser.add_argument("--images", type=int, default=1536)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a JSON options dict: measure in this process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(json.loads(args.one), args.images, args.mirror)))
         return
-    from pipeline import atomic
+    from pipeline import atomic, quiet
     from pipeline.device import device_name
 
     rows = []
     for label, env, options in SETTINGS:
         command = [sys.executable, "-m", "benchmarks.cpu_speed", "--one", json.dumps(options), "--images", str(args.images), "--mirror", str(args.mirror)]
-        result = subprocess.run(command, capture_output=True, text=True, env=os.environ | env)
+        result = subprocess.run(command, capture_output=True, text=True, env=quiet.environ_for(env.get("FER_CPU_KERNELS", "portable")) | env)
         lines = result.stdout.strip().splitlines()
         row = {"setting": label} | (json.loads(lines[-1]) if result.returncode == 0 and lines else {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:200]})
         print(json.dumps(row), flush=True)

@@ -1,5 +1,6 @@
-"""Stage `compare`: one table and one chart of every model's test metrics, and `summary.json`: one key per
-model (its test accuracy), the compact column set for `dvc exp show`."""
+"""Stage `compare`: one table and one chart of every model's test metrics, and `summary.json`: one column per
+model (its test accuracy) for a compact `dvc exp show`. `--keep` matches the column names exp show prints,
+so the keys carry a prefix no other metric has: `acc_<model>`."""
 
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ def compare_table(names: list[str], metrics_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)
 
 
+SUMMARY_PREFIX = "acc_"
+
+
 def summary(table: pd.DataFrame) -> dict[str, float]:
-    return {row.model: round(float(row.accuracy), 4) for row in table.itertuples()}
+    return {f"{SUMMARY_PREFIX}{row.model}": round(float(row.accuracy), 4) for row in table.itertuples()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,12 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     names = params.ensemble.members
     if len(names) < 2:
         raise PipelineError("params.yaml: ensemble.members needs at least two trained models")
-    missing = [n for n in names if n not in params.models]
-    if missing:
-        raise PipelineError(f"params.yaml: ensemble.members has {missing[0]!r}, which is not under `models`")
     classes = load_classes(args.prepared)
     val, test = load_split(args.prepared / "val.npz"), load_split(args.prepared / "test.npz")
     members = [modelfiles.load_model(args.models / f"{name}.keras") for name in names]
+    keras.utils.set_random_seed(params.train.seed)  # before the stacked head's Dense layer draws its weights
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
     fit_head(ensembles["ensemble_stacked"], val, params.ensemble.head_epochs, params.train.seed)
     with atomic.atomic_dir(args.out) as tmp:

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 # Where `dvc repro` puts the members and the ensembles, searched in this order by name.
 MODELS_DIRS = (Path("data/models"), Path("data/ensemble"))
-# The released model, committed to the repository; the default of the serving API when present.
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "fer2013.keras"
+# The released models, committed to the repository; fer2013 is the serving API's default when present.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models"
+SHIPPED_MODEL = SHIPPED_DIR / "fer2013.keras"
 
 
 def save_model(model: keras.Model, path: str | Path, info: dict[str, Any]) -> None:

@@ -43,10 +43,13 @@ def kernels() -> str:
     return os.environ.get("FER_CPU_KERNELS", "portable")
 
 
-def native_environ() -> dict[str, str]:
-    """This process's environment with the portable settings it defaulted to swapped for native ones."""
-    portable = KERNELS["portable"]
-    return {k: v for k, v in os.environ.items() if k not in portable} | {"FER_CPU_KERNELS": "native"}
+def environ_for(kind: str) -> dict[str, str]:
+    """This process's environment for a child on `kind` kernels: the kernel settings this process defaulted
+    to are dropped, so the child's own `quiet` sets those of `kind`."""
+    settings = {key for values in KERNELS.values() for key in values}
+    return {k: v for k, v in os.environ.items() if k not in settings} | {"FER_CPU_KERNELS": kind}
+
+
 # absl / glog lines (`E0000 00:00:1732... 123 node_def_util.cc:450] ...`), TensorFlow's older format
 # (`2026-11-24 10:00:00.123456: I tensorflow/...`) and absl's pre-initialisation notice.
 NOISE = re.compile(

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     train_params, options = params.model_config(args.model)
     if train_params.precision == "mixed_bfloat16" and quiet.kernels() != "native":
         # TensorFlow fixed its kernels when it loaded: start again on the CPU's own (bf16) instruction set.
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], quiet.native_environ())
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], quiet.environ_for("native"))
     classes = load_classes(args.prepared)
     train = load_split(args.balanced / "train.npz")
     val = load_split(args.prepared / "val.npz")

@@ -114,7 +114,7 @@ def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
         assert expected.faces[0].emotion in page.locator("#cnn-label").inner_text()
         metrics_text = page.locator("#cnn-metrics").inner_text()
         assert "macro_f1" in metrics_text and "built-in synthetic sample" in metrics_text
-        page.screenshot(path=os.environ.get("FER_APP_SCREENSHOT", str(tmp_path / "app.png")), full_page=True)
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         assert [r for r in requests if r.startswith("http") and not r.startswith(url)] == []  # all from the app
     finally:
         app.close()
@@ -172,3 +172,26 @@ def test_host_honours_gradio_server_name(monkeypatch):
     assert fer_app.default_host() == "0.0.0.0"
     monkeypatch.delenv("GRADIO_SERVER_NAME")
     assert fer_app.default_host() == "127.0.0.1"
+
+
+def test_the_app_serves_the_shipped_models_first_and_names_their_data(browser, tmp_path):
+    """The models the repository ships, on a real photo: the README's screenshot (FER_APP_SCREENSHOT)."""
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    app = fer_app.build_app([modelfiles.SHIPPED_DIR, tmp_path / "no_pipeline_models"], tmp_path / "metrics")
+    url = serve(app)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.get_by_role("tab", name="fer2013").wait_for()
+        tabs = [tab.inner_text().strip() for tab in page.get_by_role("tab").all()]
+        assert tabs.index("fer2013") < tabs.index("ferplus")
+        page.locator("input[type=file]").first.set_input_files(str(photo))
+        page.locator("#predict").click()
+        page.locator("#fer2013-summary").get_by_text("Face 1").first.wait_for(timeout=60_000)
+        assert page.locator("#crops img").count() == 1
+        metrics_text = page.locator("#fer2013-metrics").inner_text()
+        assert "PrivateTest of real data (fer2013, from mirror)" in metrics_text and "accuracy" in metrics_text
+        page.screenshot(path=os.environ.get("FER_APP_SCREENSHOT", str(tmp_path / "app.png")), full_page=True)
+    finally:
+        app.close()

@@ -82,7 +82,7 @@ def test_the_readme_lines_work_verbatim_in_a_clean_shell(tmp_path):
     install_and_run, tests = quick_start()
     result = _clean_shell(clone, install_and_run)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert json.loads((clone / "plots/compare/summary.json").read_text()).keys() == {"lenet_bn", "sodhi_scratch", "ensemble", "ensemble_stacked"}
+    assert json.loads((clone / "plots/compare/summary.json").read_text()).keys() == {"acc_lenet_bn", "acc_sodhi_scratch", "acc_ensemble", "acc_ensemble_stacked"}
     collected = _clean_shell(clone, f"{tests} --collect-only tests/test_day_one.py")
     assert collected.returncode == 0, collected.stdout[-3000:]
     assert "test_the_readme_lines_work_verbatim_in_a_clean_shell" in collected.stdout

@@ -172,16 +172,21 @@ def run_video(classifier: api.Classifier, find: detect.Detector, path: str | Non
 
 
 def metrics_markdown(path: Path, info: dict[str, Any]) -> str:
-    """The test metrics as a table, headed by the data they were measured on, or why there are none."""
+    """The test metrics as a table, headed by the data they were measured on, or why there are none.
+    A shipped model carries its own (`test` in its .json) and names its test split."""
     data = training_data(info)
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        return f"_No test metrics yet (`{path}`)._ Trained on {data}."
-    except (OSError, ValueError) as err:
-        return f"_Cannot read `{path}`: {err}_"
+    if "test" in info:
+        metrics, split = info["test"], info.get("splits", {}).get("test", "the test split")
+    else:
+        try:
+            metrics = json.loads(path.read_text())
+        except FileNotFoundError:
+            return f"_No test metrics yet (`{path}`)._ Trained on {data}."
+        except (OSError, ValueError) as err:
+            return f"_Cannot read `{path}`: {err}_"
+        split = "the test split"
     rows = [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
-    return "\n".join([f"**Test metrics** on the test split of {data}", "", "| metric | value |", "| --- | --- |", *rows])
+    return "\n".join([f"**Test metrics** on {split} of {data}", "", "| metric | value |", "| --- | --- |", *rows])
 
 
 def training_data(info: dict[str, Any]) -> str:
@@ -200,7 +205,7 @@ def default_host() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.app", description="Serve the web demo.")
     parser.add_argument("--models-dir", type=Path, action="append",
-                        help="folder of trained models (repeatable; default: data/models and data/ensemble)")
+                        help="folder of trained models (repeatable; default: the shipped models/, then data/models and data/ensemble)")
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     parser.add_argument("--detector", choices=list(detect.DETECTORS), default=detect.DEFAULT_DETECTOR)
     parser.add_argument("--host", default=default_host(), help="address to serve on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    app = build_app(args.models_dir or list(modelfiles.MODELS_DIRS), args.metrics_dir, args.detector)
+    app = build_app(args.models_dir or [modelfiles.SHIPPED_DIR, *modelfiles.MODELS_DIRS], args.metrics_dir, args.detector)
     try:
         app.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD)
     except OSError as err:
