@@ -20,6 +20,7 @@ canonical eye positions pipeline.serve.align uses.
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import os
 import shlex
@@ -35,6 +36,7 @@ from skimage import data as skdata
 from skimage.util import img_as_ubyte
 
 from pipeline import atomic
+from pipeline.device import device_name
 from pipeline.errors import PipelineError, run_cli
 from pipeline.serve import detect
 
@@ -191,8 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detectors", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/detectors.json"))
-    parser.add_argument("--date", default="2026-11-24")
-    parser.add_argument("--machine", default="2-core AMD EPYC, no GPU")
+    parser.add_argument("--date", default=datetime.date.today().isoformat())
+    parser.add_argument("--machine", default=device_name())
     parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]

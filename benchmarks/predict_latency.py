@@ -17,6 +17,7 @@ Writes --out (JSON) and the same figures as a Markdown table beside it (.md).
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import os
 import platform
@@ -190,8 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--build", nargs="+", default=[], metavar="NAME", help="untrained pipeline.models builders")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per measurement (batch 64: a fifth)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predict_latency.json"))
-    parser.add_argument("--date", default="2026-11-24")
-    parser.add_argument("--machine", default="2-core AMD EPYC, no GPU")
+    parser.add_argument("--date", default=datetime.date.today().isoformat())
+    parser.add_argument("--machine", default=device_name())
     parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]

@@ -120,7 +120,7 @@ def test_a_targeted_run_leaves_no_stale_compare_table(project):
         assert {"train@lenet_bn", "evaluate@lenet_bn", "ensemble", "compare"} <= ran
         assert "train@sodhi_scratch" not in ran
         accuracy = json.loads((project / "metrics/lenet_bn.json").read_text())["accuracy"]
-        assert json.loads((project / "plots/compare/summary.json").read_text())["lenet_bn"] == round(accuracy, 4)
+        assert json.loads((project / "plots/compare/summary.json").read_text())["acc_lenet_bn"] == round(accuracy, 4)
     finally:
         (project / "params.yaml").write_text(params)
         dvc(project, "repro")
