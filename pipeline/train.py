@@ -26,7 +26,7 @@ from dvclive.utils import standardize_metric_name  # noqa: E402
 
 from pipeline import atomic, plots  # noqa: E402
 from pipeline.errors import run_cli  # noqa: E402
-from pipeline.modelfiles import save_model  # noqa: E402
+from pipeline import modelfiles  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.params import Params, TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
@@ -171,7 +171,7 @@ def train_model(
     state = load_checkpoint(checkpoints, fingerprint)
     keras.utils.set_random_seed(params.seed + (len(state["history"]) if state else 0))
     if state:
-        model = keras.saving.load_model(checkpoints / "last.keras")
+        model = modelfiles.load_model(checkpoints / "last.keras")  # with its optimizer state
         print(f"{name}: resuming after epoch {len(state['history'])}/{params.epochs} from {checkpoints}", file=sys.stderr)
     else:
         state = {"history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
@@ -227,7 +227,7 @@ def train_model(
         "precision": params.precision,
         "history": [{k: v for k, v in h.items() if k != "learning_rate"} for h in history],
     }
-    save_model(model, model_path, info)
+    modelfiles.save_model(model, model_path, info)
     shutil.rmtree(checkpoints)
     return info
 

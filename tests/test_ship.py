@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import archives, modelfiles
+from benchmarks.vs_fer_package import private_test
+from pipeline import modelfiles
 from pipeline.classes import FER2013_LABELS
-from pipeline.decode import decode_fer2013_csv
 from pipeline.evaluate import predict_probs
 from pipeline.models import build_model
 
@@ -77,10 +77,8 @@ def test_ship_refuses_a_sample_trained_model(tmp_path):
 @pytest.fixture(scope="module")
 def private_test_slice(shared_datasets) -> tuple[np.ndarray, np.ndarray]:
     """Every 6th PrivateTest face (599): enough to tell a real model from a bad one in seconds."""
-    text = archives.read_member(shared_datasets / "fer2013.tar.gz", "fer2013/fer2013.csv").decode()
-    decoded = decode_fer2013_csv(text)
-    rows = np.flatnonzero((decoded.meta["split"] == "test").to_numpy())[::6]
-    return decoded.images[rows], np.array([FER2013_LABELS.index(v) for v in decoded.meta["label"][rows]])
+    x, y = private_test(shared_datasets)
+    return x[::6], y[::6]
 
 
 @pytest.mark.parametrize("name, classes", [("fer2013", 7), ("ferplus", 8)])
