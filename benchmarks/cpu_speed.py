@@ -50,7 +50,8 @@ def measure(options: dict, images: int, mirror: Path) -> dict:
     keras.utils.set_random_seed(0)
     augment = AugmentParams(flip=True, rotation=0.05, shift=0.1, zoom=0.1, contrast=0.0) if options.get("augment", True) else None
     keras.config.set_dtype_policy(options.get("precision", "float32"))
-    model = build_model("fer_resnet", 7, augment=augment, **({"blocks": options["blocks"]} if "blocks" in options else {}))
+    architecture = {key: options[key] for key in ("blocks", "widths", "stem") if key in options}
+    model = build_model("fer_resnet", 7, augment=augment, **architecture)
     keras.config.set_dtype_policy("float32")
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="categorical_crossentropy", jit_compile=options.get("jit", False) if keras.backend.backend() == "tensorflow" else "auto")
     model.fit(x[: 4 * batch], y[: 4 * batch], batch_size=batch, epochs=1, verbose=0)

@@ -101,16 +101,20 @@ def write_report(name: str, y: np.ndarray, probs: np.ndarray, classes: list[str]
 
 
 def evaluate_model(
-    name: str, model: keras.Model, test: dict[str, np.ndarray], classes: list[str], params: EvaluateParams, metrics_dir: Path, plots_dir: Path
+    name: str, model: keras.Model, test: dict[str, np.ndarray], classes: list[str], params: EvaluateParams, metrics_dir: Path, plots_dir: Path,
+    training: dict | None = None,
 ) -> dict:
-    """Predict the test split, write the report and the inference speed; returns the summary metrics."""
+    """Predict the test split, write the report and the timings (inference, and `training`'s minutes and
+    epochs: timings vary run to run, so they are an output beside the metrics, not a metric); returns the
+    summary metrics."""
     start = time.perf_counter()
     probs = predict_probs(model, test["x"], params.tta, params.batch_size)
     seconds = time.perf_counter() - start
     summary = write_report(name, test["y"], probs, classes, metrics_dir, plots_dir)
     atomic.write_json(
         metrics_dir / "speed" / f"{name}.json",
-        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.tta, "backend": keras.backend.backend()},
+        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.tta, "backend": keras.backend.backend()}
+        | (training or {}),
     )
     print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
     return summary
@@ -128,8 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params).evaluate
     classes = load_classes(args.prepared)
     test = load_split(args.prepared / "test.npz")
-    model = modelfiles.load_model(args.models / f"{args.model}.keras")
-    evaluate_model(args.model, model, test, classes, params, args.metrics, args.plots)
+    path = args.models / f"{args.model}.keras"
+    model, info = modelfiles.load_model(path), modelfiles.read_info(path)
+    training = {"train_minutes": round(info["train_minutes"], 2), "epochs": info["epochs_run"]}
+    evaluate_model(args.model, model, test, classes, params, args.metrics, args.plots, training)
 
 
 if __name__ == "__main__":

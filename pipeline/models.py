@@ -231,6 +231,9 @@ def _residual_block(x, width: int, stride: int, l2: float):
     return layers.Add()([shortcut, x])
 
 
+FER_RESNET_STEMS = ("pool", "stride")
+
+
 def fer_resnet(
     num_classes: int,
     *,
@@ -240,20 +243,26 @@ def fer_resnet(
     l2: float = 0.0,
     widths: tuple[int, ...] = (64, 128, 256),
     blocks: tuple[int, ...] = (2, 2, 2),
+    stem: str = "pool",
 ) -> keras.Model:
-    """Ours, sized for 48x48 faces on a 2-core CPU: one 3x3 conv at 48 px, then max-pool to 24 px, so
-    the costly residual stages run at 24/12/6 px (pre-activation basic blocks, `blocks` per stage of
-    `widths` channels, each later stage halving the size), global average pooling, Dropout 0.3, softmax.
+    """Ours, sized for 48x48 faces on a 2-core CPU: one 3x3 conv that brings the face to 24 px (`stem`
+    'pool': conv at 48 px then max-pool; 'stride': a stride-2 conv, half the stem's cost), so the costly
+    residual stages run at 24/12/6 px (pre-activation basic blocks, `blocks` per stage of `widths`
+    channels, each later stage halving the size), global average pooling, Dropout 0.3, softmax.
     Downsampling before the first stage cuts the FLOPs per image ~4x against a 48 px first stage.
     """
     if len(widths) != len(blocks) or not all(isinstance(v, int) and v > 0 for v in (*widths, *blocks)):
         raise PipelineError(f"models.{name}: widths and blocks must be lists of positive integers of one length")
     inputs, x = _inputs(augment)
     x = layers.Rescaling(1 / 127.5, offset=-1)(x)
-    x = layers.Conv2D(widths[0] // 2, 3, padding="same", use_bias=False, kernel_regularizer=_regularizer(l2))(x)
+    if stem not in FER_RESNET_STEMS:
+        raise PipelineError(f"models.{name}: stem must be one of {', '.join(FER_RESNET_STEMS)}")
+    stride = 2 if stem == "stride" else 1
+    x = layers.Conv2D(widths[0] // 2, 3, strides=stride, padding="same", use_bias=False, kernel_regularizer=_regularizer(l2))(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
-    x = layers.MaxPooling2D(2)(x)
+    if stem == "pool":
+        x = layers.MaxPooling2D(2)(x)
     for stage, (width, count) in enumerate(zip(widths, blocks)):
         for block in range(count):
             x = _residual_block(x, width, 2 if stage > 0 and block == 0 else 1, l2)
@@ -412,19 +421,24 @@ def build_model(
     augment: AugmentParams | None = None,
     dropout: float | None = None,
     l2: float = 0.0,
+    architecture: str | None = None,
     **options,
 ) -> keras.Model:
-    """Build the registered model `name` for 48x48x1 inputs in 0..255 and `num_classes` softmax outputs.
+    """Build the registered model `architecture` (default: `name`) as a model called `name`, for 48x48x1
+    inputs in 0..255 and `num_classes` softmax outputs. A separate `architecture` lets one net appear under
+    several names in params.yaml (other seeds or recipes), e.g. as members of one ensemble.
 
     `augment` adds the training-only augmentation block, `dropout` (when set) replaces every published
     dropout rate, `l2` > 0 adds kernel L2 regularisation; `options` are the builder's own options.
     """
-    if name not in MODELS:
-        raise PipelineError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
-    allowed = model_options(name)
+    architecture = architecture or name
+    if architecture not in MODELS:
+        what = f"models.{name}: unknown architecture '{architecture}'" if architecture != name else f"unknown model '{name}'"
+        raise PipelineError(f"{what} (known: {', '.join(MODELS)}; another name needs `architecture: <one of these>`)")
+    allowed = model_options(architecture)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise PipelineError(
-            f"models.{name}: unknown option `{unknown[0]}` (allowed: {', '.join(allowed) or 'none'})"
+            f"models.{name}: unknown option `{unknown[0]}` (allowed: {', '.join(('architecture', *allowed))})"
         )
-    return MODELS[name](num_classes, name=name, augment=augment, dropout=dropout, l2=l2, **options)
+    return MODELS[architecture](num_classes, name=name, augment=augment, dropout=dropout, l2=l2, **options)

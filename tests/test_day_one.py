@@ -212,13 +212,14 @@ def test_training_is_bit_identical_across_cpu_instruction_sets_and_core_counts(s
 def test_the_zoo_preset_holds_every_model():
     from pipeline.models import MODELS
     from pipeline.params import parse_params
-    from pipeline.preset import _merge
+    from pipeline.preset import apply_preset
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    zoo = parse_params(_merge(base, yaml.safe_load((ROOT / "params-zoo.yaml").read_text())))
+    zoo = parse_params(apply_preset(base, yaml.safe_load((ROOT / "params-zoo.yaml").read_text())))
     assert set(zoo.models) == set(MODELS) and len(zoo.models) == 16
     assert set(zoo.ensemble.members) <= set(zoo.models)
     assert set(parse_params(base).models) < set(zoo.models)
+    assert zoo.models["mondal_shallow"] == base["models"]["mondal_shallow"]  # the zoo keeps the default four's overrides
 
 
 def test_a_write_killed_by_sigkill_leaves_a_hidden_temp_that_the_next_write_sweeps(tmp_path):

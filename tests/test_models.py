@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.layers import SaltAndPepper
-from pipeline.models import MODELS, TRANSFER_MODELS, augmentation_layers, build_model
+from pipeline.models import FER_RESNET_STEMS, MODELS, TRANSFER_MODELS, augmentation_layers, build_model
 from pipeline.params import AugmentParams
 
 FULL_AUGMENT = AugmentParams(flip=True, rotation=0.1, shift=0.1, zoom=0.1, contrast=0.2, erasing=0.5, salt_pepper=0.05)
@@ -62,6 +62,27 @@ def test_fer_resnet_downsamples_before_its_residual_stages():
     assert [tuple(a.output.shape[1:]) for a in _layers_of(small, keras.layers.Add)] == [(24, 24, 32), (12, 12, 64)]
     with pytest.raises(PipelineError, match="widths and blocks"):
         build_model("fer_resnet", 7, widths=[32, 64], blocks=[1])
+
+
+def test_fer_resnet_stems_reach_24_px_either_way():
+    pooled, strided = (build_model("fer_resnet", 7, stem=stem, blocks=[1, 1, 1]) for stem in FER_RESNET_STEMS)
+    assert not _layers_of(strided, keras.layers.MaxPooling2D) and len(_layers_of(pooled, keras.layers.MaxPooling2D)) == 1
+    assert _layers_of(strided, keras.layers.Conv2D)[0].strides == (2, 2)
+    assert strided.count_params() == pooled.count_params() == 1_210_151
+    for model in (pooled, strided):
+        assert tuple(_layers_of(model, keras.layers.Add)[0].output.shape[1:]) == (24, 24, 64)
+    with pytest.raises(PipelineError, match=r"models\.fer_resnet: stem must be one of pool, stride"):
+        build_model("fer_resnet", 7, stem="avg")
+
+
+def test_one_architecture_under_several_names():
+    """`architecture` builds a registered net under another name: seeds or recipes of one net as ensemble members."""
+    model = build_model("fer_resnet_s2", 7, architecture="fer_resnet", blocks=[1, 1, 1])
+    assert model.name == "fer_resnet_s2" and model.count_params() == 1_210_151
+    with pytest.raises(PipelineError, match=r"models\.mine: unknown architecture 'vgg99' \(known: riv_base"):
+        build_model("mine", 7, architecture="vgg99")
+    with pytest.raises(PipelineError, match=r"unknown model 'mine' .*another name needs `architecture"):
+        build_model("mine", 7)
 
 
 def test_dropout_layers_as_published():
@@ -209,9 +230,9 @@ def test_unknown_model_and_option():
     with pytest.raises(PipelineError) as err:
         build_model("resnet50", 7, foo=1)
     assert str(err.value) == (
-        "models.resnet50: unknown option `foo` (allowed: image_size, weights, freeze, freeze_n, head_units)"
+        "models.resnet50: unknown option `foo` (allowed: architecture, image_size, weights, freeze, freeze_n, head_units)"
     )
-    with pytest.raises(PipelineError, match=r"models\.riv_wide: unknown option `image_size` \(allowed: none\)"):
+    with pytest.raises(PipelineError, match=r"models\.riv_wide: unknown option `image_size` \(allowed: architecture\)"):
         build_model("riv_wide", 7, image_size=64)
 
 

@@ -137,24 +137,36 @@ def test_a_preset_is_held_to_the_same_rules(tmp_path):
         assert result.stderr.startswith(f"error: params.yaml: {message}") and result.stderr.count("\n") == 1
 
 
-def test_preset_arguments_apply_through_dvcs_set_param_even_for_new_models(tmp_path):
-    """`dvc exp run -S` parses Hydra overrides on a struct config: a plain `key=value` for a key params.yaml
-    lacks (a model the preset brings in) is refused, so the preset's arguments must add as well as set."""
-    import shutil
+PRESETS = sorted(path.name for path in ROOT.glob("params-*.yaml"))
 
-    import yaml
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_arguments_apply_through_dvcs_set_param_even_for_new_models(tmp_path, preset):
+    """`dvc exp run -S` parses Hydra overrides on a struct config: a plain `key=value` for a key params.yaml
+    lacks (a model the preset brings in) is refused, so the preset's arguments must add as well as set; and
+    the params DVC writes must be the ones the preset check validated, the preset's models and no others."""
     from dvc.utils.hydra import apply_overrides
 
-    from pipeline.params import load_params
-    from pipeline.preset import set_param_args
+    from pipeline.preset import apply_preset, set_param_args
 
-    root = Path(__file__).resolve().parents[1]
     params = tmp_path / "params.yaml"
-    shutil.copy(root / "params.yaml", params)
-    for preset in ("params-cpu.yaml", "params-zoo.yaml", "params-full.yaml"):
-        args = set_param_args(yaml.safe_load((root / preset).read_text()))
-        apply_overrides(params, args[1::2])
-        applied = yaml.safe_load(params.read_text())
-        assert set(yaml.safe_load((root / preset).read_text()).get("models", {})) <= set(applied["models"])
-        load_params(params)
-    assert applied["train"]["precision"] == "mixed_float16"
+    params.write_text((ROOT / "params.yaml").read_text())
+    base, wanted = yaml.safe_load(params.read_text()), yaml.safe_load((ROOT / preset).read_text())
+    apply_overrides(params, set_param_args(wanted, base)[1::2])
+    applied = yaml.safe_load(params.read_text())
+    assert applied == apply_preset(base, wanted)
+    assert set(applied["models"]) == set(wanted.get("models", base["models"]))
+    load_params(params)
+
+
+def test_presets_apply_in_order_and_a_presets_models_replace_the_base_set():
+    from pipeline.preset import apply_preset
+
+    base = {"train": {"lr": 0.1, "epochs": 3}, "models": {"lenet_bn": {"epochs": 8}, "riv_base": {}}}
+    study = {"train": {"lr": 0.01}, "models": {"riv_wide": {}}}
+    recipe = {"train": {"lr": 0.002, "optimizer": "adamw"}}
+    assert apply_preset(apply_preset(base, study), recipe) == {
+        "train": {"lr": 0.002, "epochs": 3, "optimizer": "adamw"},
+        "models": {"riv_wide": {}},
+    }
+    assert apply_preset(base, recipe)["models"] == base["models"]

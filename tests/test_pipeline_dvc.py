@@ -80,6 +80,9 @@ def test_repro_writes_every_output(project):
     table = (project / "plots/compare/compare.md").read_text()
     assert all(name in table for name in ("lenet_bn", "sodhi_scratch", "ensemble"))
     assert (project / "plots/lenet_bn/train/plots/metrics/train/loss.tsv").exists()
+    timing = json.loads((project / "metrics/speed/lenet_bn.json").read_text())
+    trained = json.loads((project / "data/models/lenet_bn.json").read_text())
+    assert timing["epochs"] == trained["epochs_run"] and timing["train_minutes"] == round(trained["train_minutes"], 2) > 0
 
 
 def test_repro_with_nothing_changed_does_nothing(project):

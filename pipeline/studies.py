@@ -1,0 +1,205 @@
+"""The four studies this zoo comes from, their published numbers, and a reproduction table beside ours.
+
+Each study has a preset in `studies/` (its recipe and its models); its runs are experiments named
+`study-<key>` (its recipe) and `ours-<key>` (its models with our CPU recipe, `studies/our-recipe.yaml`):
+
+    dvc exp run -n study-riv $(python -m pipeline.preset studies/riv.yaml)
+    dvc exp run -n ours-riv $(python -m pipeline.preset studies/riv.yaml studies/our-recipe.yaml)
+    python -m pipeline.studies --out studies/results.md
+
+The table reads each experiment's committed metrics, timings and params through git, so it shows what
+`dvc exp show` shows; a run that does not exist yet is "not run".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.atomic import write_text
+from pipeline.errors import PipelineError, run_cli
+from pipeline.params import parse_params
+
+STUDIES_DIR = Path("studies")
+RUNS = {"study": "its recipe", "ours": "our recipe"}  # experiment name prefix -> column
+
+
+@dataclass(frozen=True)
+class Published:
+    """A study's own number for one model: a value or a (low, high) range, in %, and what it was measured on."""
+
+    model: str
+    low: float | None
+    high: float | None = None
+    split: str = "val"
+    epochs: int | None = None
+    pretrained: bool = False
+
+    def text(self) -> str:
+        if self.low is None:
+            return "not in our sources"
+        value = f"{self.low:g}" if self.high is None else f"{self.low:g}-{self.high:g}"
+        return f"{value} % ({self.split})"
+
+    def gap(self, ours: float) -> float:
+        """Points from our accuracy to the published value or range (0 inside the range)."""
+        high = self.low if self.high is None else self.high
+        return 0.0 if self.low <= ours <= high else min(abs(ours - self.low), abs(ours - high))
+
+
+@dataclass(frozen=True)
+class Study:
+    title: str
+    protocol: str
+    published: tuple[Published, ...]
+
+
+STUDIES: dict[str, Study] = {
+    "riv": Study(
+        "F-Riv",
+        "FER2013, 7 classes, 50 epochs, batch 128",
+        (
+            Published("riv_base", 63.5, epochs=50),
+            Published("riv_avgpool", 65.1, epochs=50),
+            Published("riv_wide", 65.5, epochs=50),
+            Published("riv_k5", 64.8, epochs=50),
+            Published("riv_deep", 65.2, epochs=50),
+            Published("riv_valid", 65.1, epochs=50),
+            Published("efficientnet_b0", 51.0, epochs=50, pretrained=True),
+        ),
+    ),
+    "mondal": Study(
+        "Mondal",
+        "FER2013, 7 classes",
+        (
+            Published("mondal_shallow", 58.0, 61.0),
+            Published("mondal_dropout", 58.0, 61.0),
+            Published("mondal_deep", 58.0, split="test"),
+        ),
+    ),
+    "moustafa": Study(
+        "Moustafa & Smaluch",
+        "FER+, majority-vote labels, 8 classes",
+        (Published("lenet_bn", 72.57, split="test"), Published("resnet18", None, pretrained=True)),
+    ),
+    "sodhi": Study(
+        "Sodhi & Chiu",
+        "6 classes (no disgust) on their apollo2506 archive; here FER2013 without disgust",
+        (
+            Published("sodhi_scratch", 57.76),
+            Published("resnet50", 64.84, pretrained=True),
+            Published("mobilenet_v2", 62.90, pretrained=True),
+            Published("inception_v3", 65.93, pretrained=True),
+            Published("ensemble", 66.72),
+        ),
+    ),
+}
+
+
+def preset_path(key: str) -> Path:
+    return STUDIES_DIR / f"{key}.yaml"
+
+
+def commands(key: str) -> dict[str, str]:
+    """The command of each run of a study, as the table prints it."""
+    ours = f" {STUDIES_DIR}/our-recipe.yaml"
+    return {
+        prefix: f"dvc exp run -n {prefix}-{key} $(python -m pipeline.preset {preset_path(key)}{ours if prefix == 'ours' else ''})"
+        for prefix in RUNS
+    }
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+
+
+def experiment_revs() -> dict[str, str]:
+    """Experiment name -> commit, over every baseline (`dvc exp show -A`), newest baseline first."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "-A"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PipelineError(f"`dvc exp show` failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+    revs: dict[str, str] = {}
+    for baseline in json.loads(proc.stdout or "[]"):
+        for experiment in baseline.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                if rev.get("name"):
+                    revs.setdefault(rev["name"], rev["rev"])
+    return revs
+
+
+def read_json_at(rev: str, path: str) -> dict | None:
+    proc = _git("show", f"{rev}:{path}")
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def run_result(rev: str, model: str) -> dict | None:
+    """One model's test accuracy (%), epochs and training minutes in an experiment; None if it has none."""
+    metrics = read_json_at(rev, f"metrics/{model}.json")
+    if metrics is None:
+        return None
+    timing = read_json_at(rev, f"metrics/speed/{model}.json") or {}
+    params = parse_params(yaml.safe_load(_git("show", f"{rev}:params.yaml").stdout) or {})
+    epochs = timing.get("epochs") or (params.model_config(model)[0].epochs if model in params.models else None)
+    return {"accuracy": 100 * metrics["accuracy"], "epochs": epochs, "minutes": timing.get("train_minutes")}
+
+
+def why_different(study: str, published: Published, run: dict) -> str:
+    """The known reasons our number can differ from the study's: each a fact about the two runs."""
+    reasons = []
+    if published.pretrained:
+        reasons.append("trained from scratch (no ImageNet weights here)")
+    if published.epochs and run["epochs"] and run["epochs"] < published.epochs:
+        reasons.append(f"{run['epochs']} of the study's {published.epochs} epochs (CPU budget)")
+    if study == "sodhi":
+        reasons.append("FER2013 without disgust, not the study's archive")
+    if published.split == "val":
+        reasons.append("the study reports validation accuracy, ours is on the test split")
+    return "; ".join(reasons) or "not explained by a known difference in data or budget"
+
+
+def cell(published: Published, run: dict | None) -> str:
+    if run is None:
+        return "not run"
+    timing = ", ".join(part for part in (f"{run['epochs']} ep" if run["epochs"] else "", f"{run['minutes']:.0f} min" if run["minutes"] else "") if part)
+    return f"{run['accuracy']:.1f} %" + (f" ({timing})" if timing else "")
+
+
+def table(revs: dict[str, str]) -> str:
+    """Markdown: one row per published model, our runs beside it, and a sentence for each gap over 3 points."""
+    lines = [
+        "| study | model | published | " + " | ".join(f"ours, {column}" for column in RUNS.values()) + " | more than 3 points off: why |",
+        "|---|---|---|" + "---|" * len(RUNS) + "---|",
+    ]
+    for key, study in STUDIES.items():
+        for published in study.published:
+            runs = {prefix: run_result(revs[f"{prefix}-{key}"], published.model) if f"{prefix}-{key}" in revs else None for prefix in RUNS}
+            study_run = runs["study"]
+            gap = study_run is not None and published.low is not None and published.gap(study_run["accuracy"]) > 3
+            why = why_different(key, published, study_run) if gap else ""
+            lines.append(
+                f"| {study.title} | `{published.model}` | {published.text()} | "
+                + " | ".join(cell(published, run) for run in runs.values()) + f" | {why} |"
+            )
+    lines += ["", "Commands (from the repository root; `ours-` runs put our CPU recipe over the study's):", ""]
+    for key, study in STUDIES.items():
+        lines += [f"- {study.title} ({study.protocol}): " + "; ".join(f"`{command}`" for command in commands(key).values())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=STUDIES_DIR / "results.md")
+    args = parser.parse_args(argv)
+    text = table(experiment_revs())
+    write_text(args.out, text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    run_cli(main)
