@@ -5,9 +5,9 @@ Each study has a preset in `studies/` (its recipe and its models); its runs are 
 
     dvc exp run -n study-riv $(python -m pipeline.preset studies/riv.yaml)
     dvc exp run -n ours-riv $(python -m pipeline.preset studies/riv.yaml studies/our-recipe.yaml)
-    python -m pipeline.studies --out studies/results.md
+    python -m pipeline.studies --readme README.md
 
-The table reads each experiment's committed metrics, timings and params through git, so it shows what
+writes `studies/results.md` and the same table into the README between its `studies` markers. The table reads each experiment's committed metrics, timings and params through git, so it shows what
 `dvc exp show` shows; a run that does not exist yet is "not run".
 """
 
@@ -90,7 +90,7 @@ STUDIES: dict[str, Study] = {
     ),
     "sodhi": Study(
         "Sodhi & Chiu",
-        "6 classes (no disgust) on their apollo2506 archive; here FER2013 without disgust",
+        "6 classes without disgust, on their apollo2506 archive; here FER2013 without disgust",
         (
             Published("sodhi_scratch", 57.76),
             Published("resnet50", 64.84, pretrained=True),
@@ -192,11 +192,25 @@ def table(revs: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MARKERS = ("<!-- studies: start (python -m pipeline.studies --readme README.md) -->", "<!-- studies: end -->")
+
+
+def with_table(readme: str, text: str) -> str:
+    """The README with `text` between the markers."""
+    start, end = (readme.find(marker) for marker in MARKERS)
+    if start < 0 or end < start:
+        raise PipelineError(f"the README lacks the markers {MARKERS[0]} ... {MARKERS[1]}: add them where the table goes")
+    return readme[: start + len(MARKERS[0])] + "\n" + text + readme[end:]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=STUDIES_DIR / "results.md")
+    parser.add_argument("--readme", type=Path, help="also put the table into this README, between its markers")
     args = parser.parse_args(argv)
     text = table(experiment_revs())
+    if args.readme:
+        write_text(args.readme, with_table(args.readme.read_text(), text))
     write_text(args.out, text)
     print(text, end="")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.errors import PipelineError
 from pipeline.models import MODELS
 from pipeline.params import parse_params
 from pipeline.preset import apply_preset
@@ -101,3 +102,12 @@ def test_the_table_reads_named_experiments(tmp_path):
     assert rows["`mondal_deep`"].startswith("| Mondal | `mondal_deep` | 58 % (test) | 42.0 % (2 ep, 3 min) | not run | ")
     assert rows["`mondal_deep`"].endswith("| not explained by a known difference in data or budget |")
     assert "| Sodhi & Chiu | `resnet50` | 64.84 % (val) | not run | not run |  |" in text
+
+
+def test_the_readme_shows_the_generated_table():
+    from pipeline.studies import with_table
+
+    readme = (ROOT / "README.md").read_text()
+    assert with_table(readme, (ROOT / STUDIES_DIR / "results.md").read_text()) == readme
+    with pytest.raises(PipelineError, match="the README lacks the markers"):
+        with_table("# no markers\n", "| table |\n")
