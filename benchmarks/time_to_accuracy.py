@@ -36,10 +36,11 @@ def draw(runs: dict[str, dict]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("infos", nargs="+", type=Path, help="model .json files with a `history`")
+    parser.add_argument("infos", nargs="+", help="model .json files with a `history`, each as PATH or LABEL=PATH")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    runs = {path.stem: json.loads(path.read_text()) for path in args.infos}
+    labelled = [info.split("=", 1) if "=" in info else (Path(info).stem, info) for info in args.infos]
+    runs = {label: json.loads(Path(path).read_text()) for label, path in labelled}
     atomic.save_figure(args.out, draw(runs))
     print(args.out)
 

@@ -28,13 +28,18 @@ SPLITS = {  # dataset → where each split comes from
 }
 
 
-def shipped_info(train_info: dict, data: dict, test_metrics: dict, test_images: int, tta: str, command: str) -> dict:
-    """The released model's .json from the train stage's .json and the evaluate stage's metrics."""
+def shipped_info(
+    train_info: dict, options: dict, data: dict, test_metrics: dict, test_images: int, tta: str, command: str
+) -> dict:
+    """The released model's .json from the train stage's .json, the model's builder `options` in params.yaml
+    and the evaluate stage's metrics."""
+    options = dict(options)
     return {
         "classes": train_info["classes"],
         "input_shape": train_info["input_shape"],
         "input": "(N, 48, 48, 1) raw grey pixels 0..255; softmax out",
-        "architecture": train_info["name"],
+        "architecture": options.pop("architecture", train_info["name"]),
+        "options": options,
         "parameters": train_info["parameters"],
         "data": data,
         "splits": SPLITS[data["dataset"]] | {"test_images": test_images},
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"{metrics_file} not found: run `dvc repro evaluate@{args.model}` first")
     test = load_split(args.prepared / "test.npz")
     info = shipped_info(
-        train_info, data, json.loads(metrics_file.read_text()), len(test["y"]), params.evaluate.tta, args.command
+        train_info, params.model_config(args.model)[1], data, json.loads(metrics_file.read_text()), len(test["y"]),
+        params.evaluate.tta, args.command,
     )
     target = args.out / f"{args.name}.keras"
     modelfiles.save_model(modelfiles.load_model(source), target, info)

@@ -27,7 +27,8 @@ def _workspace(root: Path, source: str) -> Path:
     (root / "data" / "prepared").mkdir()
     (root / "data" / "balanced").mkdir()
     (root / "metrics").mkdir()
-    params = {"data": {"dataset": "fer2013", "source": source, "classes": "fer7"}, "relabel": {"scheme": "none"}, "evaluate": {"tta": "flip"}}
+    params = {"data": {"dataset": "fer2013", "source": source, "classes": "fer7"}, "relabel": {"scheme": "none"}, "evaluate": {"tta": "flip"},
+              "models": {"lenet_bn": {"epochs": 2}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     history = [{"epoch": 1, "minutes": 1.5, "val_accuracy": 0.4}, {"epoch": 2, "minutes": 3.0, "val_accuracy": 0.5}]
     info = {
@@ -57,6 +58,7 @@ def test_ship_writes_the_model_and_its_card_facts(tmp_path):
     assert info["splits"] == {"train": "Training", "val": "PublicTest", "test": "PrivateTest", "test_images": 10}
     assert info["test"] == {"tta": "flip", "accuracy": 0.6123, "macro_f1": 0.5}
     assert info["command"] == "dvc exp run -n x"
+    assert info["architecture"] == "lenet_bn" and info["options"] == {}  # `epochs` is a training key, not an option
     assert info["train_minutes"] == 3.0 and info["epochs"] == 2 and len(info["history"]) == 2
     assert "cores" in info["device"] and "tensorflow" in info["device"]
     model = modelfiles.load_model(root / "models" / "fer2013.keras")
