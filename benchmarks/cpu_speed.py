@@ -2,6 +2,7 @@
 batch size and augmentation, on real FER2013 images, one fresh process per setting.
 
     python -m benchmarks.cpu_speed --out benchmarks/results/cpu_speed.json
+    python -m benchmarks.cpu_speed --out benchmarks/results/cpu_speed.json --only stride   # re-measure some rows
 
 JAX needs `pip install "jax[cpu]"`; a backend that is not installed is recorded as such. Each setting
 trains one warm-up epoch slice and then times `--images` images through `model.fit`.
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--images", type=int, default=1536)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--only", help="measure only the settings whose label contains this; keep --out's other rows")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a JSON options dict: measure in this process
     args = parser.parse_args()
     if args.one:
@@ -75,8 +77,12 @@ def main() -> None:
     from pipeline import atomic, quiet
     from pipeline.device import device_name
 
+    kept = {row["setting"]: row for row in json.loads(args.out.read_text())["results"]} if args.only and args.out.exists() else {}
     rows = []
     for label, env, options in SETTINGS:
+        if args.only and args.only not in label:
+            rows += [kept[label]] if label in kept else []
+            continue
         command = [sys.executable, "-m", "benchmarks.cpu_speed", "--one", json.dumps(options), "--images", str(args.images), "--mirror", str(args.mirror)]
         result = subprocess.run(command, capture_output=True, text=True, env=quiet.environ_for(env.get("FER_CPU_KERNELS", "portable")) | env)
         lines = result.stdout.strip().splitlines()
