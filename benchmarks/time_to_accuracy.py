@@ -19,7 +19,7 @@ from pipeline import atomic  # noqa: E402
 
 
 def draw(runs: dict[str, dict]):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label, info in runs.items():
         history = info["history"]
         line, = ax.plot([h["minutes"] for h in history], [100 * h["val_accuracy"] for h in history], marker="o", ms=3, label=f"{label}: validation")
@@ -30,7 +30,7 @@ def draw(runs: dict[str, dict]):
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Time to accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 

@@ -193,9 +193,17 @@ def test_remote_push_and_pull(project, tmp_path):
 
 def test_params_preset_gives_set_param_arguments(project, tmp_path):
     preset = tmp_path / "preset.yaml"
-    preset.write_text("train: {epochs: 2, augment: {erasing: 0.25}}\nmodels: {lenet_bn: {dropout: 0.3}}\n")
+    preset.write_text("train: {epochs: 2, augment: {erasing: 0.25}}\nmodels: {lenet_bn: {dropout: 0.3}, sodhi_scratch: {}}\n")
     args = run(project, sys.executable, "-m", "pipeline.preset", str(preset)).split()
-    assert args == ["-S", "++train.epochs=2", "-S", "++train.augment.erasing=0.25", "-S", "++models.lenet_bn.dropout=0.3"]
+    assert args == [
+        "-S", "~models.lenet_bn", "-S", "~models.sodhi_scratch",  # a preset's models are the run's whole set
+        "-S", "++train.epochs=2", "-S", "++train.augment.erasing=0.25", "-S", "++models.lenet_bn.dropout=0.3",
+        "-S", "++models.sodhi_scratch={}",
+    ]
+    preset.write_text("models: {lenet_bn: {}}\n")  # drops sodhi_scratch, an ensemble member: said before any run
+    result = subprocess.run([sys.executable, "-m", "pipeline.preset", str(preset)], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: params.yaml: ensemble.members has sodhi_scratch, not under `models` (have: lenet_bn)"
     preset.write_text("train: {epochs: -1}\n")
     result = subprocess.run([sys.executable, "-m", "pipeline.preset", str(preset)], cwd=project, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == "error: params.yaml: train.epochs=-1 is out of range [1, ∞]"
