@@ -20,11 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pipeline.atomic import write_text
 from pipeline.errors import PipelineError, run_cli
-from pipeline.params import parse_params
 
 STUDIES_DIR = Path("studies")
 RUNS = {"study": "its recipe", "ours": "our recipe"}  # experiment name prefix -> column
@@ -143,10 +140,8 @@ def run_result(rev: str, model: str) -> dict | None:
     metrics = read_json_at(rev, f"metrics/{model}.json")
     if metrics is None:
         return None
-    timing = read_json_at(rev, f"metrics/speed/{model}.json") or {}
-    params = parse_params(yaml.safe_load(_git("show", f"{rev}:params.yaml").stdout) or {})
-    epochs = timing.get("epochs") or (params.model_config(model)[0].epochs if model in params.models else None)
-    return {"accuracy": 100 * metrics["accuracy"], "epochs": epochs, "minutes": timing.get("train_minutes")}
+    timing = read_json_at(rev, f"metrics/speed/{model}.json") or {}  # the evaluate stage's; ensembles have none
+    return {"accuracy": 100 * metrics["accuracy"], "epochs": timing.get("epochs"), "minutes": timing.get("train_minutes")}
 
 
 def why_different(study: str, published: Published, run: dict) -> str:
