@@ -81,6 +81,7 @@ class TrainParams:
     weight_decay: float = field(default=0.0001, metadata={"min": 0.0, "max": 1.0})  # adamw only
     schedule: Literal["none", "exponential", "plateau", "cosine"] = "none"
     early_stopping: int = field(default=0, metadata={"min": 0, "max": 10_000})
+    max_minutes: float = field(default=0.0, metadata={"min": 0.0, "max": 1e6})  # wall-time cap on training; 0 = none
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9})
     l2: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     dropout: float | None = field(default=None, metadata={"min": 0.0, "max": 0.95})

@@ -3,8 +3,9 @@
 Each study has a preset in `studies/` (its recipe and its models); its runs are experiments named
 `study-<key>` (its recipe) and `ours-<key>` (its models with our CPU recipe, `studies/our-recipe.yaml`):
 
-    dvc exp run -n study-riv $(python -m pipeline.preset studies/riv.yaml)
-    dvc exp run -n ours-riv $(python -m pipeline.preset studies/riv.yaml studies/our-recipe.yaml)
+    dvc exp run --queue -n study-riv $(python -m pipeline.preset studies/riv.yaml studies/cpu-budget.yaml) \
+        -S data.mirror=$PWD/../shared/datasets
+    dvc queue start -j 1
     python -m pipeline.studies --readme README.md
 
 writes `studies/results.md` and the same table into the README between its `studies` markers. The table reads each experiment's committed metrics, timings and params through git, so it shows what
@@ -25,6 +26,8 @@ from pipeline.errors import PipelineError, run_cli
 
 STUDIES_DIR = Path("studies")
 RUNS = {"study": "its recipe", "ours": "our recipe"}  # experiment name prefix -> column
+RUN_PRESETS = {"study": (), "ours": (STUDIES_DIR / "our-recipe.yaml",)}  # put over the study's own preset
+CPU_BUDGET = STUDIES_DIR / "cpu-budget.yaml"  # the budget the table's runs had on our 2-core CPU
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,12 @@ def preset_path(key: str) -> Path:
 
 
 def commands(key: str) -> dict[str, str]:
-    """The command of each run of a study, as the table prints it."""
-    ours = f" {STUDIES_DIR}/our-recipe.yaml"
+    """The command that queues each run of a study, as the table prints it: a queued run starts in a
+    temporary copy of the repository, so the mirror is given as an absolute path."""
     return {
-        prefix: f"dvc exp run -n {prefix}-{key} $(python -m pipeline.preset {preset_path(key)}{ours if prefix == 'ours' else ''})"
+        prefix: f"dvc exp run --queue -n {prefix}-{key} $(python -m pipeline.preset "
+        + " ".join(str(path) for path in (preset_path(key), *RUN_PRESETS[prefix], CPU_BUDGET))
+        + ") -S data.mirror=$PWD/../shared/datasets"
         for prefix in RUNS
     }
 
@@ -150,7 +155,7 @@ def why_different(study: str, published: Published, run: dict) -> str:
     if published.pretrained:
         reasons.append("trained from scratch (no ImageNet weights here)")
     if published.epochs and run["epochs"] and run["epochs"] < published.epochs:
-        reasons.append(f"{run['epochs']} of the study's {published.epochs} epochs (CPU budget)")
+        reasons.append(f"{run['epochs']:g} of the study's {published.epochs} epochs (CPU budget)")
     if study == "sodhi":
         reasons.append("FER2013 without disgust, not the study's archive")
     if published.split == "val":
@@ -161,7 +166,7 @@ def why_different(study: str, published: Published, run: dict) -> str:
 def cell(published: Published, run: dict | None) -> str:
     if run is None:
         return "not run"
-    timing = ", ".join(part for part in (f"{run['epochs']} ep" if run["epochs"] else "", f"{run['minutes']:.0f} min" if run["minutes"] else "") if part)
+    timing = ", ".join(part for part in (f"{run['epochs']:g} ep" if run["epochs"] else "", f"{run['minutes']:.0f} min" if run["minutes"] else "") if part)
     return f"{run['accuracy']:.1f} %" + (f" ({timing})" if timing else "")
 
 
@@ -181,7 +186,12 @@ def table(revs: dict[str, str]) -> str:
                 f"| {study.title} | `{published.model}` | {published.text()} | "
                 + " | ".join(cell(published, run) for run in runs.values()) + f" | {why} |"
             )
-    lines += ["", "Commands (from the repository root; `ours-` runs put our CPU recipe over the study's):", ""]
+    lines += [
+        "",
+        f"Commands (from the repository root, then `dvc queue start -j 1`; `ours-` runs put our CPU recipe over the study's; "
+        f"leave out {CPU_BUDGET} for the study's full budget):",
+        "",
+    ]
     for key, study in STUDIES.items():
         lines += [f"- {study.title} ({study.protocol}): " + "; ".join(f"`{command}`" for command in commands(key).values())]
     return "\n".join(lines) + "\n"

@@ -108,6 +108,11 @@ class Progress(keras.callbacks.Callback):
               file=self.stream, flush=True)
 
 
+def minutes_spent(state: dict) -> float:
+    """Training minutes of the epochs a checkpoint holds (0 for a fresh run)."""
+    return state["history"][-1]["minutes"] if state["history"] else 0.0
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch: the model with its optimizer state, the best epoch's weights and the history,
     each written atomically into `folder`, under the `fingerprint` of the run they belong to."""
@@ -116,7 +121,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.fingerprint, self.state, self.logger = folder, fingerprint, state, logger
         self.started = time.perf_counter()
-        self.minutes_before = state["history"][-1]["minutes"] if state["history"] else 0.0
+        self.minutes_before = minutes_spent(state)
 
     def on_epoch_end(self, epoch, logs=None):
         minutes = self.minutes_before + (time.perf_counter() - self.started) / 60
@@ -131,6 +136,25 @@ class EpochCheckpoint(keras.callbacks.Callback):
         atomic.write_json(self.folder / "state.json", self.state | {"fingerprint": self.fingerprint})
         if self.logger is not None:
             self.logger.log(logs)
+
+
+class WallBudget(keras.callbacks.Callback):
+    """Stop training once `minutes` of wall time (a resumed run's earlier minutes included) are spent,
+    mid-epoch if need be: Keras still validates and checkpoints the partial epoch, and `state["epochs_run"]`
+    (saved with that checkpoint) counts it as the share of its batches that ran."""
+
+    def __init__(self, minutes: float, state: dict, steps_per_epoch: int):
+        super().__init__()
+        self.deadline = time.perf_counter() + 60 * (minutes - minutes_spent(state))
+        self.state, self.steps_per_epoch = state, steps_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() >= self.deadline:
+            self.model.stop_training = True
+            self.state["epochs_run"] = round(self.epoch + (batch + 1) / self.steps_per_epoch, 2)
 
 
 def run_fingerprint(name: str, params: TrainParams, options: dict, *arrays: np.ndarray) -> str:
@@ -194,34 +218,38 @@ def train_model(
         for logs in state["history"]:  # DVC removed the old curves before this run: log them again
             logger.log(logs)
     callbacks = [Progress(len(train["y"]), params.batch_size, params.epochs), EpochCheckpoint(checkpoints, fingerprint, state, logger)]
+    if params.max_minutes:
+        callbacks.insert(0, WallBudget(params.max_minutes, state, steps))
     if params.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=params.early_stopping))
     if params.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
     start = time.perf_counter()
-    model.fit(
-        model_input(train["x"]),
-        train["targets"],
-        sample_weight=sample_weights(train["y"], class_weights),
-        validation_data=(model_input(val["x"]), val["targets"]),
-        batch_size=params.batch_size,
-        epochs=params.epochs,
-        initial_epoch=len(state["history"]),
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    if "epochs_run" not in state:  # else a resumed run had spent its time budget before it stopped
+        model.fit(
+            model_input(train["x"]),
+            train["targets"],
+            sample_weight=sample_weights(train["y"], class_weights),
+            validation_data=(model_input(val["x"]), val["targets"]),
+            batch_size=params.batch_size,
+            epochs=params.epochs,
+            initial_epoch=len(state["history"]),
+            shuffle=True,
+            callbacks=callbacks,
+            verbose=0,
+        )
     seconds = time.perf_counter() - start
     model.load_weights(checkpoints / "best.weights.h5")
     history = state["history"]
+    epochs_run = state.get("epochs_run", len(history))
     info = info | {
         "parameters": model.count_params(),
-        "epochs_run": len(history),
+        "epochs_run": epochs_run,
         "best_epoch": state["best_epoch"],
         "best_val_accuracy": state["best_val_accuracy"],
         "train_minutes": history[-1]["minutes"],
-        "seconds_per_epoch": 60 * history[-1]["minutes"] / len(history),
-        "train_images_per_second": len(train["y"]) * len(history) / (60 * history[-1]["minutes"]),
+        "seconds_per_epoch": 60 * history[-1]["minutes"] / epochs_run,
+        "train_images_per_second": len(train["y"]) * epochs_run / (60 * history[-1]["minutes"]),
         "last_session_seconds": seconds,
         "backend": keras.backend.backend(),
         "precision": params.precision,

@@ -15,25 +15,25 @@ from pipeline.errors import PipelineError
 from pipeline.models import MODELS
 from pipeline.params import parse_params
 from pipeline.preset import apply_preset
-from pipeline.studies import STUDIES, STUDIES_DIR, Published, preset_path, table
+from pipeline.studies import CPU_BUDGET, RUN_PRESETS, STUDIES, STUDIES_DIR, Published, preset_path, table
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def test_every_study_has_a_preset_and_every_preset_a_study():
-    presets = {path.stem for path in (ROOT / STUDIES_DIR).glob("*.yaml")} - {"our-recipe"}
-    assert presets == set(STUDIES)
+    modifiers = {path for paths in RUN_PRESETS.values() for path in paths} | {CPU_BUDGET}
+    assert {path.stem for path in (ROOT / STUDIES_DIR).glob("*.yaml")} - {path.stem for path in modifiers} == set(STUDIES)
 
 
 @pytest.mark.parametrize("key", sorted(STUDIES))
 def test_a_studys_preset_trains_exactly_its_published_models(key):
-    preset = yaml.safe_load((ROOT / preset_path(key)).read_text())
-    for extra in ((), (yaml.safe_load((ROOT / STUDIES_DIR / "our-recipe.yaml").read_text()),)):
-        merged = preset
-        for more in extra:
-            merged = apply_preset(merged, more)
+    for extra in RUN_PRESETS.values():
+        merged = yaml.safe_load((ROOT / preset_path(key)).read_text())
+        for path in (*extra, CPU_BUDGET):
+            merged = apply_preset(merged, yaml.safe_load((ROOT / path).read_text()))
         params = parse_params(apply_preset(BASE, merged))
+        assert params.train.max_minutes > 0
         published = {p.model for p in STUDIES[key].published}
         assert set(params.models) == published - {"ensemble"}
         assert ("ensemble" in published) <= bool(params.ensemble.members)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -53,9 +54,9 @@ def stage_inputs(tmp_path_factory) -> Path:
     return root
 
 
-def _train_command(root: Path, run: str) -> list[str]:
+def _train_command(root: Path, run: str, params: Path | None = None) -> list[str]:
     return [
-        sys.executable, "-m", "pipeline.train", "lenet_bn", "--params", str(root / "params.yaml"),
+        sys.executable, "-m", "pipeline.train", "lenet_bn", "--params", str(params or root / "params.yaml"),
         "--prepared", str(root / "prepared"), "--balanced", str(root / "balanced"),
         "--out", str(root / run / "models"), "--checkpoints", str(root / run / "checkpoints"),
         "--live", str(root / run / "plots"),
@@ -104,6 +105,19 @@ def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run
     assert len(curve.read_text().splitlines()) == 1 + EPOCHS
     assert not (stage_inputs / "killed" / "checkpoints" / "lenet_bn").exists()
     assert "images/s" in resumed.stderr
+
+
+def test_time_budget_stops_mid_run_and_counts_the_partial_epoch(stage_inputs):
+    params = stage_inputs / "budget.yaml"
+    params.write_text(yaml.safe_dump(dict(PARAMS, train={**PARAMS["train"], "epochs": 500, "max_minutes": 0.1})))
+    result = subprocess.run(_train_command(stage_inputs, "budget", params), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((stage_inputs / "budget" / "models" / "lenet_bn.json").read_text())
+    assert 0 < info["epochs_run"] < 500
+    assert len(info["history"]) == math.ceil(info["epochs_run"])
+    assert 0.1 <= info["train_minutes"] < 0.1 + 2 * info["seconds_per_epoch"] / 60 + 0.1  # the last batch and validation
+    assert (stage_inputs / "budget" / "models" / "lenet_bn.keras").exists()
+    assert not (stage_inputs / "budget" / "checkpoints" / "lenet_bn").exists()
 
 
 def test_checkpoint_of_other_params_is_not_resumed(stage_inputs, tmp_path):
