@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from pipeline.classes import FER2013_LABELS, FERPLUS_VOTE_COLUMNS

@@ -231,7 +231,7 @@ def _residual_block(x, width: int, stride: int, l2: float):
     return layers.Add()([shortcut, x])
 
 
-FER_RESNET_STEMS = ("pool", "stride")
+FER_RESNET_STEMS = {"pool": 1, "stride": 2}  # stem -> its conv's stride (1: a max-pool halves the size after it)
 
 
 def fer_resnet(
@@ -257,11 +257,11 @@ def fer_resnet(
     x = layers.Rescaling(1 / 127.5, offset=-1)(x)
     if stem not in FER_RESNET_STEMS:
         raise PipelineError(f"models.{name}: stem must be one of {', '.join(FER_RESNET_STEMS)}")
-    stride = 2 if stem == "stride" else 1
+    stride = FER_RESNET_STEMS[stem]
     x = layers.Conv2D(widths[0] // 2, 3, strides=stride, padding="same", use_bias=False, kernel_regularizer=_regularizer(l2))(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
-    if stem == "pool":
+    if stride == 1:
         x = layers.MaxPooling2D(2)(x)
     for stage, (width, count) in enumerate(zip(widths, blocks)):
         for block in range(count):

@@ -11,48 +11,20 @@ import argparse
 import filecmp
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.atomic import write_text
 from pipeline.errors import PipelineError, run_cli
+from pipeline.tools import DVC, output, spawn
 
 WORKSPACE = "workspace"  # the name dvc gives the uncommitted working tree
-DVC = [sys.executable, "-m", "dvc"]  # the dvc installed beside this interpreter, whatever PATH holds
-
-
-def _spawn(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise PipelineError(f"`{cmd[0]}` is not on PATH: install it (git comes with the system, not with pip)") from None
-
-
-def _run(cmd: list[str]) -> str:
-    """Run a CLI and return its stdout; any failure becomes one PipelineError line naming the command."""
-    proc = _spawn(cmd)
-    if proc.returncode != 0:
-        shown = ["dvc", *cmd[3:5]] if cmd[:3] == DVC else cmd[:3]
-        raise PipelineError(f"`{' '.join(shown)}` failed: {_reason(proc.stderr, proc.returncode)}")
-    return proc.stdout
-
-
-def _reason(stderr: str, code: int) -> str:
-    """The line of a CLI's stderr that says what went wrong (dvc prefixes it with ERROR:, git with fatal:)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    flagged = [line for line in lines if line.startswith(("ERROR:", "fatal:"))]
-    chosen = (flagged or lines or [f"exit code {code}"])[-1]
-    return chosen.removeprefix("ERROR:").removeprefix("fatal:").strip()
-
-
 def _rev_exists(rev: str) -> bool:
-    return _spawn(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]).returncode == 0
+    return spawn(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]).returncode == 0
 
 
 def _check_repo() -> None:
     """Fail before any dvc call, whose message for this case is long and vague."""
-    if _spawn(["git", "rev-parse", "--show-toplevel"]).returncode != 0:
+    if spawn(["git", "rev-parse", "--show-toplevel"]).returncode != 0:
         raise PipelineError("not inside a git repository: run the report from the project checkout")
 
 
@@ -73,16 +45,16 @@ def _table_or(markdown: str, nothing: str) -> str:
 
 
 def params_section(revs: list[str]) -> str:
-    return _table_or(_run([*DVC, "params", "diff", *revs, "--md"]), "no parameter changed")
+    return _table_or(output([*DVC, "params", "diff", *revs, "--md"]), "no parameter changed")
 
 
 def metrics_section(revs: list[str]) -> str:
-    return _table_or(_run([*DVC, "metrics", "diff", *revs, "--md"]), "no metric changed")
+    return _table_or(output([*DVC, "metrics", "diff", *revs, "--md"]), "no metric changed")
 
 
 def changed_images(revs: list[str], labels: tuple[str, str], plots_dir: Path) -> dict[str, dict[str, Path]]:
     """Image plots whose rendered file differs between the two revisions (or exists in only one), by plot path."""
-    rendered = json.loads(_run([*DVC, "plots", "diff", *revs, "-o", str(plots_dir), "--json"]))
+    rendered = json.loads(output([*DVC, "plots", "diff", *revs, "-o", str(plots_dir), "--json"]))
     changed: dict[str, dict[str, Path]] = {}
     for plot, entries in sorted(rendered.get("data", {}).items()):
         by_rev = {entry["revisions"][0]: Path(entry["url"]) for entry in entries if entry.get("type") == "image"}

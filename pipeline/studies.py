@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import write_text
 from pipeline.errors import PipelineError, run_cli
+from pipeline.tools import DVC, output, spawn
 
 STUDIES_DIR = Path("studies")
 RUNS = {"study": "its recipe", "ours": "our recipe"}  # experiment name prefix -> column
@@ -117,17 +116,10 @@ def commands(key: str) -> dict[str, str]:
     }
 
 
-def _git(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-
-
 def experiment_revs() -> dict[str, str]:
     """Experiment name -> commit, over every baseline (`dvc exp show -A`), newest baseline first."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "-A"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise PipelineError(f"`dvc exp show` failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
     revs: dict[str, str] = {}
-    for baseline in json.loads(proc.stdout or "[]"):
+    for baseline in json.loads(output([*DVC, "exp", "show", "--json", "-A"]) or "[]"):
         for experiment in baseline.get("experiments") or []:
             for rev in experiment.get("revs") or []:
                 if rev.get("name"):
@@ -136,7 +128,7 @@ def experiment_revs() -> dict[str, str]:
 
 
 def read_json_at(rev: str, path: str) -> dict | None:
-    proc = _git("show", f"{rev}:{path}")
+    proc = spawn(["git", "show", f"{rev}:{path}"])
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 

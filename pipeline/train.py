@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -74,26 +75,28 @@ class DVCLiveLogger(keras.callbacks.Callback):
 
 
 class Progress(keras.callbacks.Callback):
-    """A live line during each epoch (images/s, epoch and run ETA) and one summary line per epoch."""
+    """A live line during each epoch (images/s, epoch and run ETA, the run's capped by a time budget's
+    `deadline` on the perf_counter clock) and one summary line per epoch."""
 
-    def __init__(self, images: int, batch_size: int, epochs: int, every: float = 10.0, stream=sys.stderr):
+    def __init__(self, images: int, batch_size: int, epochs: int, deadline: float, every: float = 10.0, stream=sys.stderr):
         super().__init__()
         self.images, self.batch_size, self.epochs, self.every, self.stream = images, batch_size, epochs, every, stream
+        self.deadline = deadline
         self.tty = stream.isatty()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.start = epoch, time.perf_counter()
+        self.epoch, self.start, self.done = epoch, time.perf_counter(), 0
         self.last = self.start
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
+        self.done = done = min((batch + 1) * self.batch_size, self.images)
         if now - self.last < self.every:
             return
         self.last = now
-        done = min((batch + 1) * self.batch_size, self.images)
         rate = done / (now - self.start)
         left = (self.images - done) / rate
-        run_left = left + (self.epochs - self.epoch - 1) * self.images / rate
+        run_left = min(left + (self.epochs - self.epoch - 1) * self.images / rate, self.deadline - now)
         line = (
             f"epoch {self.epoch + 1}/{self.epochs} {done}/{self.images} images, {rate:.0f} images/s, "
             f"epoch ETA {left:.0f} s, run ETA {run_left / 60:.1f} min"
@@ -104,7 +107,7 @@ class Progress(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.start
         shown = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
         end = "\n" if self.tty else ""
-        print(f"{end}epoch {epoch + 1}/{self.epochs}: {shown}, {seconds:.0f} s ({self.images / seconds:.0f} images/s)",
+        print(f"{end}epoch {epoch + 1}/{self.epochs}: {shown}, {seconds:.0f} s ({self.done / seconds:.0f} images/s)",
               file=self.stream, flush=True)
 
 
@@ -139,7 +142,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class WallBudget(keras.callbacks.Callback):
-    """Stop training once `minutes` of wall time (a resumed run's earlier minutes included) are spent,
+    """Stop training once `minutes` (inf: no budget) of wall time (a resumed run's earlier minutes included) are spent,
     mid-epoch if need be: Keras still validates and checkpoints the partial epoch, and `state["epochs_run"]`
     (saved with that checkpoint) counts it as the share of its batches that ran."""
 
@@ -217,9 +220,12 @@ def train_model(
     if logger is not None:
         for logs in state["history"]:  # DVC removed the old curves before this run: log them again
             logger.log(logs)
-    callbacks = [Progress(len(train["y"]), params.batch_size, params.epochs), EpochCheckpoint(checkpoints, fingerprint, state, logger)]
-    if params.max_minutes:
-        callbacks.insert(0, WallBudget(params.max_minutes, state, steps))
+    budget = WallBudget(params.max_minutes or math.inf, state, steps)
+    callbacks = [
+        Progress(len(train["y"]), params.batch_size, params.epochs, budget.deadline),
+        budget,
+        EpochCheckpoint(checkpoints, fingerprint, state, logger),
+    ]
     if params.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=params.early_stopping))
     if params.schedule == "plateau":

@@ -89,7 +89,6 @@ def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
     save_tiny_model(models, "ensemble", 1)
     (metrics / "cnn.json").write_text(json.dumps({"accuracy": 0.61, "macro_f1": 0.55, "macro_auroc": 0.86}))
     picture = two_faces(tmp_path / "two_faces.png")
-    classifier = api.load_classifier(models / "cnn.keras")
     expected = api.Recognizer(models / "cnn.keras")(picture)
     assert len(expected.faces) == 2
 

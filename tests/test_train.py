@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.params import parse_params
-from pipeline.train import OPTIMIZERS, SCHEDULES, make_optimizer, run_fingerprint
+from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, make_optimizer, run_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -155,3 +156,18 @@ def test_every_allowed_optimizer_and_schedule_has_a_builder():
         for schedule in SCHEDULES:
             train = parse_params({"train": {"optimizer": optimizer, "schedule": schedule, "epochs": 4, "warmup_epochs": 1}}).train
             assert make_optimizer(train, steps_per_epoch=10).__class__.__name__.lower().startswith(optimizer[:4])
+
+
+def test_progress_counts_the_images_of_a_partial_epoch_and_caps_the_eta_at_the_budget():
+    stream = io.StringIO()
+    progress = Progress(images=1000, batch_size=100, epochs=50, deadline=time.perf_counter() + 60, every=0.0, stream=stream)
+    progress.on_epoch_begin(0)
+    for batch in range(3):
+        time.sleep(0.4)
+        progress.on_train_batch_end(batch)
+    progress.on_epoch_end(0, {"accuracy": 0.5})
+    live, summary = stream.getvalue().splitlines()[-2:]
+    assert live.startswith("epoch 1/50 300/1000 images")
+    assert float(live.split("run ETA ")[1].split(" min")[0]) <= 1.0  # 50 epochs would take far longer
+    rate = float(summary.split("(")[1].split(" images/s")[0])
+    assert 0 < rate <= 300 / 1.2  # the 300 images that ran in >= 1.2 s, not the epoch's 1000
