@@ -15,12 +15,16 @@ writes `studies/results.md` and the same table into the README between its `stud
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pipeline.atomic import write_text
 from pipeline.errors import PipelineError, run_cli
+from pipeline.params import Params, parse_params
 from pipeline.tools import DVC, output, spawn
 
 STUDIES_DIR = Path("studies")
@@ -127,18 +131,29 @@ def experiment_revs() -> dict[str, str]:
     return revs
 
 
-def read_json_at(rev: str, path: str) -> dict | None:
+def read_at(rev: str, path: str) -> str | None:
     proc = spawn(["git", "show", f"{rev}:{path}"])
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+@functools.cache
+def params_at(rev: str) -> Params:
+    return parse_params(yaml.safe_load(read_at(rev, "params.yaml") or "{}"))
 
 
 def run_result(rev: str, model: str) -> dict | None:
-    """One model's test accuracy (%), epochs and training minutes in an experiment; None if it has none."""
-    metrics = read_json_at(rev, f"metrics/{model}.json")
+    """One model's test accuracy (%), epochs, training minutes and time budget (`train.max_minutes`, 0 for
+    none; an ensemble's is its members') in an experiment; None if it has none."""
+    metrics = read_at(rev, f"metrics/{model}.json")
     if metrics is None:
         return None
-    timing = read_json_at(rev, f"metrics/speed/{model}.json") or {}  # the evaluate stage's; ensembles have none
-    return {"accuracy": 100 * metrics["accuracy"], "epochs": timing.get("epochs"), "minutes": timing.get("train_minutes")}
+    timing = json.loads(read_at(rev, f"metrics/speed/{model}.json") or "{}")  # the evaluate stage's; ensembles have none
+    params = params_at(rev)
+    budget = params.model_config(model)[0].max_minutes if model in params.models else params.train.max_minutes
+    return {
+        "accuracy": 100 * json.loads(metrics)["accuracy"], "epochs": timing.get("epochs"),
+        "minutes": timing.get("train_minutes"), "budget": budget,
+    }  # fmt: skip
 
 
 def why_different(study: str, published: Published, run: dict) -> str:
@@ -146,7 +161,11 @@ def why_different(study: str, published: Published, run: dict) -> str:
     reasons = []
     if published.pretrained:
         reasons.append("trained from scratch (no ImageNet weights here)")
-    if published.epochs and run["epochs"] and run["epochs"] < published.epochs:
+    if run["budget"]:
+        of = f" of the study's {published.epochs}" if published.epochs else ""
+        ran = f"{run['epochs']:g}{of} epochs" if run["epochs"] else "for each member"
+        reasons.append(f"a {run['budget']:g}-minute training budget on the 2-core CPU ({ran})")
+    elif published.epochs and run["epochs"] and run["epochs"] < published.epochs:
         reasons.append(f"{run['epochs']:g} of the study's {published.epochs} epochs (CPU budget)")
     if study == "sodhi":
         reasons.append("FER2013 without disgust, not the study's archive")

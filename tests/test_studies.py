@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.models import MODELS
 from pipeline.params import parse_params
 from pipeline.preset import apply_preset
-from pipeline.studies import CPU_BUDGET, RUN_PRESETS, STUDIES, STUDIES_DIR, Published, preset_path, table
+from pipeline.studies import CPU_BUDGET, RUN_PRESETS, STUDIES, STUDIES_DIR, Published, preset_path, table, why_different
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -84,7 +84,7 @@ def test_the_table_reads_named_experiments(tmp_path):
     }}}))
     run("git", "add", "-A")
     run("git", "commit", "-qm", "base")
-    preset_args = run(sys.executable, "-m", "pipeline.preset", str(ROOT / preset_path("mondal"))).split()
+    preset_args = run(sys.executable, "-m", "pipeline.preset", str(ROOT / preset_path("mondal")), str(ROOT / CPU_BUDGET)).split()
     run(*dvc, "exp", "run", "-n", "study-mondal", *preset_args, "-S", "train.epochs=2")
 
     os.chdir(tmp_path)
@@ -95,13 +95,26 @@ def test_the_table_reads_named_experiments(tmp_path):
     finally:
         os.chdir(ROOT)
     rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| Mondal")}
+    budget = yaml.safe_load((ROOT / CPU_BUDGET).read_text())["train"]["max_minutes"]
     assert rows["`mondal_shallow`"] == (
-        "| Mondal | `mondal_shallow` | 58-61 % (val) | 40.0 % (2 ep, 3 min) | not run | "
-        "the study reports validation accuracy, ours is on the test split |"
+        f"| Mondal | `mondal_shallow` | 58-61 % (val) | 40.0 % (2 ep, 3 min) | not run | a {budget}-minute training budget "
+        "on the 2-core CPU (2 epochs); the study reports validation accuracy, ours is on the test split |"
     )
-    assert rows["`mondal_deep`"].startswith("| Mondal | `mondal_deep` | 58 % (test) | 42.0 % (2 ep, 3 min) | not run | ")
-    assert rows["`mondal_deep`"].endswith("| not explained by a known difference in data or budget |")
+    assert rows["`mondal_deep`"] == (
+        f"| Mondal | `mondal_deep` | 58 % (test) | 42.0 % (2 ep, 3 min) | not run | a {budget}-minute training budget "
+        "on the 2-core CPU (2 epochs) |"
+    )
     assert "| Sodhi & Chiu | `resnet50` | 64.84 % (val) | not run | not run |  |" in text
+
+
+def test_a_gap_without_a_known_cause_says_so():
+    run = {"accuracy": 40.0, "epochs": 50, "minutes": 90.0, "budget": 0.0}
+    assert why_different("mondal", Published("mondal_deep", 58.0, split="test"), run) == (
+        "not explained by a known difference in data or budget"
+    )
+    assert why_different("riv", Published("riv_base", 63.5, epochs=50), run | {"epochs": 20}) == (
+        "20 of the study's 50 epochs (CPU budget); the study reports validation accuracy, ours is on the test split"
+    )
 
 
 def test_the_readme_shows_the_generated_table():
