@@ -142,9 +142,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class WallBudget(keras.callbacks.Callback):
-    """Stop training once `minutes` (inf: no budget) of wall time (a resumed run's earlier minutes included) are spent,
-    mid-epoch if need be: Keras still validates and checkpoints the partial epoch, and `state["epochs_run"]`
-    (saved with that checkpoint) counts it as the share of its batches that ran."""
+    """Stop training once `minutes` of wall time (inf: no budget; a resumed run's earlier minutes count) are
+    spent, mid-epoch if need be: Keras still validates and checkpoints the partial epoch, and
+    `state["epochs_run"]` (saved with that checkpoint) counts it as the share of its batches that ran."""
 
     def __init__(self, minutes: float, state: dict, steps_per_epoch: int):
         super().__init__()
