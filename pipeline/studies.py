@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from pipeline.atomic import write_text
+from pipeline.classes import class_names
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import Params, parse_params
 from pipeline.tools import DVC, output, spawn
@@ -121,10 +123,13 @@ def commands(key: str) -> dict[str, str]:
 
 
 def experiment_revs() -> dict[str, str]:
-    """Experiment name -> commit, over every baseline (`dvc exp show -A`), newest baseline first."""
+    """Experiment name -> commit of each finished experiment, over every baseline (`dvc exp show -A`), newest
+    baseline first. A queued, running or failed one has an executor; its commit holds its baseline's metrics."""
     revs: dict[str, str] = {}
     for baseline in json.loads(output([*DVC, "exp", "show", "--json", "-A"]) or "[]"):
         for experiment in baseline.get("experiments") or []:
+            if (experiment.get("executor") or {}).get("state", "success") != "success":
+                continue
             for rev in experiment.get("revs") or []:
                 if rev.get("name"):
                     revs.setdefault(rev["name"], rev["rev"])
@@ -148,11 +153,11 @@ def run_result(rev: str, model: str) -> dict | None:
     if metrics is None:
         return None
     timing = json.loads(read_at(rev, f"metrics/speed/{model}.json") or "{}")  # the evaluate stage's; ensembles have none
-    params = params_at(rev)
+    metrics, params = json.loads(metrics), params_at(rev)
     budget = params.model_config(model)[0].max_minutes if model in params.models else params.train.max_minutes
     return {
-        "accuracy": 100 * json.loads(metrics)["accuracy"], "epochs": timing.get("epochs"),
-        "minutes": timing.get("train_minutes"), "budget": budget,
+        "accuracy": 100 * metrics["accuracy"], "epochs": timing.get("epochs"), "minutes": timing.get("train_minutes"),
+        "budget": budget, "one_class": math.isclose(metrics["macro_recall"] * len(class_names(params.data.classes)), 1.0),
     }  # fmt: skip
 
 
@@ -167,6 +172,8 @@ def why_different(study: str, published: Published, run: dict) -> str:
         reasons.append(f"a {run['budget']:g}-minute training budget on the 2-core CPU ({ran})")
     elif published.epochs and run["epochs"] and run["epochs"] < published.epochs:
         reasons.append(f"{run['epochs']:g} of the study's {published.epochs} epochs (CPU budget)")
+    if run["one_class"]:  # recall 1 on one class, 0 on the others
+        reasons.append("the net had not yet left the one-class solution: it predicts one class for every face")
     if study == "sodhi":
         reasons.append("FER2013 without disgust, not the study's archive")
     if published.split == "val":
