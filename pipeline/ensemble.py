@@ -37,10 +37,14 @@ def stacked_ensemble(members: list[keras.Model], num_classes: int) -> keras.Mode
     return keras.Model(inputs, outputs, name="ensemble_stacked")
 
 
-def fit_head(model: keras.Model, val: dict[str, np.ndarray], epochs: int, seed: int) -> None:
+def fit_head(model: keras.Model, members: list[keras.Model], val: dict[str, np.ndarray], epochs: int, seed: int) -> None:
+    """Fit the stacked model's head on the members' validation probabilities, computed once: fitting the whole
+    model would run every (frozen) member forward again in each of the head's epochs."""
+    probabilities = np.concatenate([member.predict(model_input(val["x"]), batch_size=256, verbose=0) for member in members], axis=1)
+    head = keras.Sequential([keras.Input(probabilities.shape[1:]), model.get_layer("predictions")])  # shares its weights
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
-    model.fit(model_input(val["x"]), val["targets"], batch_size=64, epochs=epochs, verbose=0)
+    head.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    head.fit(probabilities, val["targets"], batch_size=64, epochs=epochs, verbose=0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     members = [modelfiles.load_model(args.models / f"{name}.keras") for name in names]
     keras.utils.set_random_seed(params.train.seed)  # before the stacked head's Dense layer draws its weights
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
-    fit_head(ensembles["ensemble_stacked"], val, params.ensemble.head_epochs, params.train.seed)
+    fit_head(ensembles["ensemble_stacked"], members, val, params.ensemble.head_epochs, params.train.seed)
     with atomic.atomic_dir(args.out) as tmp:
         for name, model in ensembles.items():
             modelfiles.save_model(model, tmp / f"{name}.keras", {"members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
