@@ -55,7 +55,7 @@ from pipeline.params import parse_params
 params = parse_params(yaml.safe_load(open("params.yaml")))
 os.makedirs("metrics/speed", exist_ok=True)
 for i, name in enumerate(params.models):
-    macro_recall = 1 / 7 if i == 0 else 0.3  # the first predicts one class for every face
+    macro_recall = 0.1429 if i == 0 else 0.3  # the first predicts one class for every face (4 decimals, as evaluate writes)
     json.dump({"accuracy": 0.40 + i / 100, "macro_recall": macro_recall}, open(f"metrics/{name}.json", "w"))
     json.dump({"train_minutes": 3.0, "epochs": params.model_config(name)[0].epochs}, open(f"metrics/speed/{name}.json", "w"))
 """
