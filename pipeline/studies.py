@@ -26,7 +26,7 @@ import yaml
 from pipeline.atomic import write_text
 from pipeline.classes import class_names
 from pipeline.errors import PipelineError, run_cli
-from pipeline.params import Params, parse_params
+from pipeline.params import DataParams, Params, parse_params
 from pipeline.tools import DVC, output, spawn
 
 STUDIES_DIR = Path("studies")
@@ -117,7 +117,7 @@ def commands(key: str) -> dict[str, str]:
     return {
         prefix: f"dvc exp run --queue -n {prefix}-{key} $(python -m pipeline.preset "
         + " ".join(str(path) for path in (preset_path(key), *RUN_PRESETS[prefix], CPU_BUDGET))
-        + ") -S data.mirror=$PWD/../shared/datasets"
+        + f") -S data.mirror=$PWD/{DataParams().mirror}"
         for prefix in RUNS
     }
 
