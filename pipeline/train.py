@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from pipeline import quiet  # noqa: E402  (before keras: silences TensorFlow, picks the CPU kernels)
 
@@ -38,23 +39,6 @@ OPTIMIZERS = {
     "rmsprop": lambda lr, p: keras.optimizers.RMSprop(lr),
     "sgd": lambda lr, p: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
 }
-SCHEDULES = {  # (params, steps per epoch) → a learning rate or a schedule
-    "none": lambda p, steps: p.lr,
-    "plateau": lambda p, steps: p.lr,  # ReduceLROnPlateau callback, see `callbacks`
-    "exponential": lambda p, steps: keras.optimizers.schedules.ExponentialDecay(p.lr, steps, decay_rate=0.9),
-    "cosine": lambda p, steps: keras.optimizers.schedules.CosineDecay(
-        0.0 if p.warmup_epochs else p.lr,
-        decay_steps=(p.epochs - p.warmup_epochs) * steps,
-        warmup_target=p.lr if p.warmup_epochs else None,
-        warmup_steps=p.warmup_epochs * steps,
-    ),
-}
-
-
-def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    return OPTIMIZERS[params.optimizer](SCHEDULES[params.schedule](params, steps_per_epoch), params)
-
-
 def sample_weights(y: np.ndarray, class_weights: dict[str, float]) -> np.ndarray:
     weights = np.array([class_weights[str(c)] for c in range(len(class_weights))], np.float32)
     return weights[y]
@@ -148,8 +132,13 @@ class WallBudget(keras.callbacks.Callback):
 
     def __init__(self, minutes: float, state: dict, steps_per_epoch: int):
         super().__init__()
+        self.minutes = minutes
         self.deadline = time.perf_counter() + 60 * (minutes - minutes_spent(state))
         self.state, self.steps_per_epoch = state, steps_per_epoch
+
+    def share_spent(self) -> float:
+        """The share of the budget spent so far, resumed runs' earlier minutes included (0 with no budget)."""
+        return 0.0 if math.isinf(self.minutes) else 1 - (self.deadline - time.perf_counter()) / (60 * self.minutes)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -158,6 +147,56 @@ class WallBudget(keras.callbacks.Callback):
         if time.perf_counter() >= self.deadline:
             self.model.stop_training = True
             self.state["epochs_run"] = round(self.epoch + (batch + 1) / self.steps_per_epoch, 2)
+
+
+def cosine_lr(lr: float, step: int, warmup_steps: int, total_steps: int, time_spent: float = 0.0) -> float:
+    """Linear warm-up from 0 over `warmup_steps`, then cosine decay to 0 at `total_steps` or when the share
+    `time_spent` of a time budget reaches 1, whichever comes first (with no budget: Keras' CosineDecay)."""
+    if step < warmup_steps:
+        return lr * step / warmup_steps
+    progress = max((step - warmup_steps) / max(total_steps - warmup_steps, 1), time_spent)
+    return 0.5 * lr * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class CosineToEnd(keras.callbacks.Callback):
+    """Sets the learning rate before each batch from `cosine_lr`, so a run cut short by its time budget still
+    anneals fully by its deadline. The JAX backend reads the optimizer's variables once an epoch, so there
+    the rate changes per epoch."""
+
+    def __init__(self, params: TrainParams, steps_per_epoch: int, budget: WallBudget):
+        super().__init__()
+        self.train_params, self.steps_per_epoch, self.budget = params, steps_per_epoch, budget  # Keras owns self.params
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        p, steps = self.train_params, self.steps_per_epoch
+        step = self.epoch * steps + batch
+        self.model.optimizer.learning_rate = cosine_lr(p.lr, step, p.warmup_epochs * steps, p.epochs * steps, self.budget.share_spent())
+
+
+class Schedule(NamedTuple):
+    """A `train.schedule`: the optimizer's learning rate (a float or a Keras schedule, from the params and the
+    steps per epoch), and the callbacks that steer it during the run (given the time budget too)."""
+
+    learning_rate: Callable[[TrainParams, int], float | keras.optimizers.schedules.LearningRateSchedule]
+    callbacks: Callable[[TrainParams, int, WallBudget], list[keras.callbacks.Callback]] = lambda p, steps, budget: []
+
+
+SCHEDULES = {
+    "none": Schedule(lambda p, steps: p.lr),
+    "plateau": Schedule(
+        lambda p, steps: p.lr,
+        lambda p, steps, budget: [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)],
+    ),
+    "exponential": Schedule(lambda p, steps: keras.optimizers.schedules.ExponentialDecay(p.lr, steps, decay_rate=0.9)),
+    "cosine": Schedule(lambda p, steps: p.lr, lambda p, steps, budget: [CosineToEnd(p, steps, budget)]),
+}
+
+
+def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    return OPTIMIZERS[params.optimizer](SCHEDULES[params.schedule].learning_rate(params, steps_per_epoch), params)
 
 
 def run_fingerprint(name: str, params: TrainParams, options: dict, *arrays: np.ndarray) -> str:
@@ -228,8 +267,7 @@ def train_model(
     ]
     if params.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=params.early_stopping))
-    if params.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
+    callbacks += SCHEDULES[params.schedule].callbacks(params, steps, budget)
     start = time.perf_counter()
     if "epochs_run" not in state:  # else a resumed run had spent its time budget before it stopped
         model.fit(

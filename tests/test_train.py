@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.params import parse_params
-from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, make_optimizer, run_fingerprint
+from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -171,3 +171,29 @@ def test_progress_counts_the_images_of_a_partial_epoch_and_caps_the_eta_at_the_b
     assert float(live.split("run ETA ")[1].split(" min")[0]) <= 1.0  # 50 epochs would take far longer
     rate = float(summary.split("(")[1].split(" images/s")[0])
     assert 0 < rate <= 300 / 1.2  # the 300 images that ran in >= 1.2 s, not the epoch's 1000
+
+
+def test_cosine_is_keras_cosine_decay_without_a_budget_and_reaches_zero_when_the_budget_is_spent():
+    import keras
+
+    keras_cosine = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=90, warmup_target=0.01, warmup_steps=10)
+    for step in (0, 5, 10, 37, 99, 100, 120):
+        assert cosine_lr(0.01, step, warmup_steps=10, total_steps=100) == pytest.approx(float(keras_cosine(step)), abs=1e-7)
+    assert cosine_lr(0.01, 20, warmup_steps=10, total_steps=100, time_spent=0.5) == pytest.approx(0.005)
+    assert cosine_lr(0.01, 20, warmup_steps=10, total_steps=100, time_spent=1.2) == 0.0
+
+
+def test_a_budgeted_cosine_planned_over_many_epochs_anneals_by_the_deadline():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    params = parse_params({"train": {"schedule": "cosine", "epochs": 1000, "warmup_epochs": 1, "lr": 0.01}}).train
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(make_optimizer(params, steps_per_epoch=10), "categorical_crossentropy")
+    state = {"history": []}
+    budget = WallBudget(0.03, state, steps_per_epoch=10)
+    x, y = np.ones((320, 4), np.float32), np.eye(2, dtype=np.float32)[np.arange(320) % 2]
+    schedule = SCHEDULES["cosine"].callbacks(params, 10, budget)
+    model.fit(x, y, batch_size=32, epochs=params.epochs, callbacks=[budget, *schedule], verbose=0)
+    assert 1 < state["epochs_run"] < params.epochs
+    assert float(model.optimizer.learning_rate) < 0.01 * params.lr
