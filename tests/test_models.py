@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.layers import SaltAndPepper
-from pipeline.models import FER_RESNET_STEMS, MODELS, TRANSFER_MODELS, augmentation_layers, build_model
+from pipeline.models import FER_RESNET_CONVS, FER_RESNET_STEMS, MODELS, TRANSFER_MODELS, augmentation_layers, build_model
 from pipeline.params import AugmentParams
 
 FULL_AUGMENT = AugmentParams(flip=True, rotation=0.1, shift=0.1, zoom=0.1, contrast=0.2, erasing=0.5, salt_pepper=0.05)
@@ -73,6 +73,16 @@ def test_fer_resnet_stems_reach_24_px_either_way():
         assert tuple(_layers_of(model, keras.layers.Add)[0].output.shape[1:]) == (24, 24, 64)
     with pytest.raises(PipelineError, match=r"models\.fer_resnet: stem must be one of pool, stride"):
         build_model("fer_resnet", 7, stem="avg")
+
+
+def test_fer_resnet_separable_blocks_keep_the_shapes_with_a_seventh_of_the_parameters():
+    full, separable = (build_model("fer_resnet", 7, stem="stride", blocks=[1, 1, 1], conv=conv) for conv in FER_RESNET_CONVS)
+    assert separable.count_params() == 184_007 and full.count_params() == 1_210_151
+    assert len(_layers_of(separable, keras.layers.SeparableConv2D)) == 6 and not _layers_of(full, keras.layers.SeparableConv2D)
+    shapes = [tuple(a.output.shape[1:]) for a in _layers_of(separable, keras.layers.Add)]
+    assert shapes == [tuple(a.output.shape[1:]) for a in _layers_of(full, keras.layers.Add)]
+    with pytest.raises(PipelineError, match=r"models\.fer_resnet: conv must be one of full, separable"):
+        build_model("fer_resnet", 7, conv="grouped")
 
 
 def test_one_architecture_under_several_names():
