@@ -108,7 +108,8 @@ def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
         for face in expected.faces:
             summary.get_by_text(face.label).first.wait_for(timeout=60_000)
         assert summary.inner_text().count("Face ") == 2
-        assert page.locator("#crops img").count() == 2  # the aligned 48x48 crops every model sees
+        strip = page.locator("#crops img")  # the aligned 48x48 crops every model sees, 2x, side by side
+        assert strip.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [2 * 96 + 4, 96]
         assert page.locator("#cnn-faces img").first.is_visible()
         assert expected.faces[0].emotion in page.locator("#cnn-label").inner_text()
         metrics_text = page.locator("#cnn-metrics").inner_text()
@@ -188,9 +189,17 @@ def test_the_app_serves_the_shipped_models_first_and_names_their_data(browser, t
         page.locator("input[type=file]").first.set_input_files(str(photo))
         page.locator("#predict").click()
         page.locator("#fer2013-summary").get_by_text("Face 1").first.wait_for(timeout=60_000)
-        assert page.locator("#crops img").count() == 1
+        assert page.locator("#crops img").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 96]
         metrics_text = page.locator("#fer2013-metrics").inner_text()
         assert "PrivateTest of real data (fer2013, from mirror)" in metrics_text and "accuracy" in metrics_text
         page.screenshot(path=os.environ.get("FER_APP_SCREENSHOT", str(tmp_path / "app.png")), full_page=True)
     finally:
         app.close()
+
+
+def test_crops_strip_keeps_each_crop_whole_and_in_order():
+    first, second = np.zeros((48, 48), np.uint8), np.full((48, 48), 100, np.uint8)
+    strip = fer_app.crops_strip([first, second])
+    assert strip.shape == (96, 2 * 96 + 4)
+    assert (strip[:, :96] == 0).all() and (strip[:, 96:100] == 255).all() and (strip[:, 100:] == 100).all()
+    assert fer_app.crops_strip([]) is None

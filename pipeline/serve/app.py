@@ -45,8 +45,8 @@ def build_app(models_dir: Path | list[Path], metrics_dir: Path, detector: str = 
             photo = gr.Image(label="Photo", sources=["upload", "webcam"], type="filepath", image_mode=None)
             button = gr.Button("Predict", variant="primary", elem_id="predict")
             gr.Examples([str(p) for p in example_photos()], inputs=photo, label="Example photos")
-            crops = gr.Gallery(label="What every model sees: the aligned 48x48 crops", columns=8, height=140,
-                               elem_id="crops")
+            crops = gr.Image(label="What every model sees: the aligned 48x48 crops, face 1 first", type="numpy",
+                             interactive=False, height=130, elem_id="crops")
             outputs = [crops]
             for name, classifier in classifiers.items():
                 with gr.Tab(name, id=name):
@@ -122,11 +122,21 @@ def run_photo(classifiers: dict[str, api.Classifier], find: detect.Detector, pat
         located, _ = api.locate(photo, find)
     except PipelineError as err:
         raise gr.Error(f"Cannot use this picture: {err}") from err
-    outputs: list[Any] = [[(np.kron(f.crop, np.ones((2, 2), np.uint8)), f"face {i}") for i, f in enumerate(located, 1)]]
+    outputs: list[Any] = [crops_strip([f.crop for f in located])]
     for classifier in classifiers.values():
         faces = api.classify(classifier, located)
         outputs += [annotated_value(photo, faces), summary_markdown(faces), largest_label(faces)]
     return outputs
+
+
+def crops_strip(crops: list[np.ndarray], scale: int = 2, gap: int = 4) -> np.ndarray | None:
+    """The crops side by side, each `scale`x its size, `gap` white pixels apart: one picture that keeps their
+    proportions (a gr.Gallery with fewer images than columns stretches them across the row)."""
+    if not crops:
+        return None
+    tiles = [np.kron(c, np.ones((scale, scale), np.uint8)) for c in crops]
+    white = np.full((tiles[0].shape[0], gap), 255, np.uint8)
+    return np.hstack([part for tile in tiles for part in (white, tile)][1:])
 
 
 def annotated_value(photo: images.Photo, faces: list[api.Face]) -> tuple[np.ndarray, list]:
