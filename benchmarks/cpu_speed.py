@@ -4,8 +4,9 @@ batch size and augmentation, on real FER2013 images, one fresh process per setti
     python -m benchmarks.cpu_speed --out benchmarks/results/cpu_speed.json
     python -m benchmarks.cpu_speed --out benchmarks/results/cpu_speed.json --only stride   # re-measure some rows
 
-JAX needs `pip install "jax[cpu]"`; a backend that is not installed is recorded as such. Each setting
-trains one warm-up epoch slice and then times `--images` images through `model.fit`.
+JAX needs `pip install "jax[cpu]"`, PyTorch `pip install torch` (a CPU build); a backend that is not
+installed is recorded as such. Each setting trains one warm-up epoch slice and then times `--images` images
+through `model.fit`. Each row carries the date it was measured, since `--only` keeps the others.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SETTINGS = [  # (label, environment, options)
     ("jax (XLA), float32", {"KERAS_BACKEND": "jax"}, {}),
     ("jax (XLA), mixed_bfloat16", {"KERAS_BACKEND": "jax"}, {"precision": "mixed_bfloat16"}),
     ("torch, float32", {"KERAS_BACKEND": "torch"}, {}),
+    ("torch, mixed_bfloat16", {"KERAS_BACKEND": "torch"}, {"precision": "mixed_bfloat16"}),
 ]
 
 
@@ -77,7 +79,11 @@ def main() -> None:
     from pipeline import atomic, quiet
     from pipeline.device import device_name
 
-    kept = {row["setting"]: row for row in json.loads(args.out.read_text())["results"]} if args.only and args.out.exists() else {}
+    kept = {}
+    if args.only and args.out.exists():
+        old = json.loads(args.out.read_text())
+        kept = {row["setting"]: {"date": f"by {old['date']}"} | row for row in old["results"]}  # rows from before per-row dates
+    today = datetime.date.today().isoformat()
     rows = []
     for label, env, options in SETTINGS:
         if args.only and args.only not in label:
@@ -86,18 +92,19 @@ def main() -> None:
         command = [sys.executable, "-m", "benchmarks.cpu_speed", "--one", json.dumps(options), "--images", str(args.images), "--mirror", str(args.mirror)]
         result = subprocess.run(command, capture_output=True, text=True, env=quiet.environ_for(env.get("FER_CPU_KERNELS", "portable")) | env)
         lines = result.stdout.strip().splitlines()
-        row = {"setting": label} | (json.loads(lines[-1]) if result.returncode == 0 and lines else {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:200]})
+        row = {"setting": label, "date": today} | (json.loads(lines[-1]) if result.returncode == 0 and lines else {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:200]})
         print(json.dumps(row), flush=True)
         rows.append(row)
     record = {
         "what": "fer_resnet training images/s (model.fit, batch 128 unless named, flip/rotate/shift/zoom augmentation unless named)",
         "device": device_name(),
-        "date": datetime.date.today().isoformat(),
+        "date": today,
         "command": f"python -m benchmarks.cpu_speed --out {args.out}",
         "results": rows,
     }
     atomic.write_json(args.out, record)
-    lines = ["| setting | images/s |", "|---|---|"] + [f"| {r['setting']} | {r.get('images_per_second', r.get('error'))} |" for r in rows]
+    lines = ["| setting | images/s | measured |", "|---|---|---|"]
+    lines += [f"| {r['setting']} | {r.get('images_per_second', r.get('error'))} | {r['date']} |" for r in rows]
     atomic.write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
 
 

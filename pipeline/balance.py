@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from imblearn.over_sampling import SMOTE, RandomOverSampler
@@ -23,30 +24,47 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: float(weights[list(present).index(c)]) if c in present else 1.0 for c in range(n_classes)}
 
 
-def resample(train: dict[str, np.ndarray], method: str, seed: int) -> dict[str, np.ndarray]:
-    """Random over/under-sampling picks whole rows; SMOTE interpolates new images on flattened pixels."""
-    y = train["y"]
-    if method in ("oversample", "undersample"):
-        sampler_cls = RandomOverSampler if method == "oversample" else RandomUnderSampler
+def _sampled_rows(sampler_cls) -> Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]]:
+    """Random over/under-sampling picks whole rows."""
+
+    def resample(train: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         sampler = sampler_cls(random_state=seed)
-        sampler.fit_resample(np.arange(len(y)).reshape(-1, 1), y)
+        sampler.fit_resample(np.arange(len(train["y"])).reshape(-1, 1), train["y"])
         rows = np.sort(sampler.sample_indices_)
         return {key: value[rows] for key, value in train.items()}
-    if method == "smote":
-        smallest = np.bincount(y)[np.unique(y)].min()
-        if smallest < 2:
-            raise PipelineError("balance.method=smote needs at least 2 train images per class: use oversample")
-        x = train["x"].reshape(len(y), -1).astype(np.float32)
-        x_new, y_new = SMOTE(random_state=seed, k_neighbors=min(5, smallest - 1)).fit_resample(x, y)
-        n_classes = train["targets"].shape[1]
-        synthetic = len(y_new) - len(y)
-        return {
-            "x": np.clip(np.rint(x_new), 0, 255).astype(np.uint8).reshape(-1, *train["x"].shape[1:]),
-            "y": y_new,
-            "targets": np.concatenate([train["targets"], np.eye(n_classes, dtype=np.float32)[y_new[len(y):]]]),
-            "source": np.concatenate([train["source"], np.full(synthetic, "smote")]),
-        }
+
+    return resample
+
+
+def smote(train: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """SMOTE interpolates new images on flattened pixels."""
+    y = train["y"]
+    smallest = np.bincount(y)[np.unique(y)].min()
+    if smallest < 2:
+        raise PipelineError("balance.method=smote needs at least 2 train images per class: use oversample")
+    x = train["x"].reshape(len(y), -1).astype(np.float32)
+    x_new, y_new = SMOTE(random_state=seed, k_neighbors=min(5, smallest - 1)).fit_resample(x, y)
+    n_classes = train["targets"].shape[1]
+    synthetic = len(y_new) - len(y)
+    return {
+        "x": np.clip(np.rint(x_new), 0, 255).astype(np.uint8).reshape(-1, *train["x"].shape[1:]),
+        "y": y_new,
+        "targets": np.concatenate([train["targets"], np.eye(n_classes, dtype=np.float32)[y_new[len(y):]]]),
+        "source": np.concatenate([train["source"], np.full(synthetic, "smote")]),
+    }
+
+
+def _unchanged(train: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
     return train
+
+
+RESAMPLERS = {  # balance.method -> how it changes the train rows (class_weight weighs them in the loss instead)
+    "none": _unchanged,
+    "class_weight": _unchanged,
+    "oversample": _sampled_rows(RandomOverSampler),
+    "undersample": _sampled_rows(RandomUnderSampler),
+    "smote": smote,
+}
 
 
 def balance(train: dict[str, np.ndarray], params: BalanceParams) -> tuple[dict[str, np.ndarray], dict[int, float]]:
@@ -54,7 +72,7 @@ def balance(train: dict[str, np.ndarray], params: BalanceParams) -> tuple[dict[s
     weights = {c: 1.0 for c in range(n_classes)}
     if params.method == "class_weight":
         weights = balanced_class_weights(train["y"], n_classes)
-    return resample(train, params.method, params.seed), weights
+    return RESAMPLERS[params.method](train, params.seed), weights
 
 
 def main(argv: list[str] | None = None) -> None:

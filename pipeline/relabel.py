@@ -65,14 +65,17 @@ def keep_original_labels(labels: list[str] | np.ndarray, classes: tuple[str, ...
     return Relabelled(hard, _one_hot(hard, len(classes)), reasons)
 
 
+# relabel.scheme -> the scheme, called with (votes, FER2013 labels, classes, min_agreement)
+SCHEMES = {
+    "none": lambda votes, labels, classes, min_agreement: keep_original_labels(labels, classes),
+    "majority": lambda votes, labels, classes, min_agreement: relabel_by_majority(votes, classes),
+    "plurality": lambda votes, labels, classes, min_agreement: relabel_by_plurality(votes, classes, min_agreement),
+    "distribution": lambda votes, labels, classes, min_agreement: vote_distribution(votes, classes),
+}
+
+
 def relabel(scheme: str, votes: np.ndarray | None, labels, classes: tuple[str, ...], min_agreement: float) -> Relabelled:
-    if scheme == "none":
-        return keep_original_labels(labels, classes)
-    if scheme == "majority":
-        return relabel_by_majority(votes, classes)
-    if scheme == "plurality":
-        return relabel_by_plurality(votes, classes, min_agreement)
-    return vote_distribution(votes, classes)
+    return SCHEMES[scheme](votes, labels, classes, min_agreement)
 
 
 def _from_winners(winner: np.ndarray, passes: np.ndarray, classes: tuple[str, ...]) -> Relabelled:

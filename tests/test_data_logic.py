@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.balance import balance, balanced_class_weights
+from pipeline.balance import RESAMPLERS, balance, balanced_class_weights
 from pipeline.classes import CLASS_SETS
 from pipeline.clean import blank_mask, duplicate_mask, image_hashes, leak_mask, nonface_mask
 from pipeline.decode import decode_fer2013_csv, decode_image, decode_image_folders, read_ferplus_votes
 from pipeline.errors import PipelineError
-from pipeline.params import BalanceParams
-from pipeline.relabel import keep_original_labels, relabel_by_majority, relabel_by_plurality, vote_distribution
+from pipeline.params import BalanceParams, RelabelParams
+from pipeline.relabel import SCHEMES, keep_original_labels, relabel, relabel_by_majority, relabel_by_plurality, vote_distribution
 
 FER7, FERPLUS8 = CLASS_SETS["fer7"], CLASS_SETS["ferplus8"]
 
@@ -173,3 +173,25 @@ def test_balance_methods_give_the_expected_class_counts(method, expected):
 
 def test_class_weights_for_a_class_missing_from_train():
     assert balanced_class_weights(np.array([0, 0, 2, 2]), 3) == {0: 1.0, 1: 1.0, 2: 1.0}
+
+
+def test_the_relabel_and_balance_registries_are_the_allowed_values():
+    from typing import get_args, get_type_hints
+
+    assert set(SCHEMES) == set(get_args(get_type_hints(RelabelParams)["scheme"]))
+    assert set(RESAMPLERS) == set(get_args(get_type_hints(BalanceParams)["method"]))
+
+
+def test_each_relabel_scheme_is_its_function():
+    votes = np.array([[6, 2, 0, 0, 0, 0, 0, 0, 2, 0], [4, 4, 0, 0, 0, 0, 0, 0, 0, 2]])  # FER+ columns
+    labels = np.array(["neutral", "happy"])
+    expected = {
+        "none": keep_original_labels(labels, FER7),
+        "majority": relabel_by_majority(votes, FER7),
+        "plurality": relabel_by_plurality(votes, FER7, 0.4),
+        "distribution": vote_distribution(votes, FER7),
+    }
+    for scheme, want in expected.items():
+        got = relabel(scheme, votes, labels, FER7, 0.4)
+        assert got.labels.tolist() == want.labels.tolist(), scheme
+        assert np.array_equal(got.targets, want.targets), scheme
