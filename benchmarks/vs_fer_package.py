@@ -122,7 +122,7 @@ def main() -> None:
     accuracy = {name: "untrained" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %" for name, r in results.items()}
     rows = [f"| {name} | {r['parameters']:,} | {accuracy[name]} | {r['batch1_ms_median']} | {r['batch256_images_per_second']} |" for name, r in results.items()]
     header = ["| model | parameters | PrivateTest accuracy (no TTA) | batch 1, ms (median) | batch 256, images/s |", "|---|---|---|---|---|"]
-    atomic.write_text(args.out.with_suffix(".md"), "\n".join(header + rows) + f"\n\n{record['device']}, {record['backend']}, {record['date']}; `{record['command']}`\n")
+    atomic.write_text(args.out.with_suffix(".md"), "\n".join(header + rows) + f"\n\n{record['device']}, {record['backend']}, {record['kernels']} kernels (FER_CPU_KERNELS), {record['date']}; `{record['command']}`\n")
     print(json.dumps(record, indent=2))
 
 
