@@ -50,7 +50,10 @@ def plain_fit(name: str, params: TrainParams, train: dict, val: dict) -> float:
 def stage_fit(name: str, params: TrainParams, train: dict, val: dict) -> float:
     weights = {str(c): 1.0 for c in range(len(FER2013_LABELS))}
     with tempfile.TemporaryDirectory() as tmp, Live(str(Path(tmp) / "live"), save_dvc_exp=False, dvcyaml=False) as live:
-        info = train_model(name, params, {}, train, val, weights, Path(tmp) / f"{name}.keras", live)
+        info = train_model(
+            name, params, {}, train, val, weights, Path(tmp) / f"{name}.keras", Path(tmp) / "checkpoints",
+            {"classes": list(FER2013_LABELS), "input_shape": [48, 48, 1]}, live,
+        )
     return info["train_images_per_second"]
 
 

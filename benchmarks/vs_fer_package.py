@@ -31,7 +31,7 @@ from pipeline import archives, atomic, modelfiles, quiet
 from pipeline.classes import FER2013_LABELS
 from pipeline.decode import decode_fer2013_csv
 from pipeline.device import device_name
-from pipeline.evaluate import predict_probs
+from pipeline.tta import predict_probs
 from pipeline.models import build_model
 
 

@@ -21,25 +21,8 @@ from sklearn.metrics import (
 from pipeline import atomic, modelfiles, plots
 from pipeline.errors import run_cli
 from pipeline.params import EvaluateParams, load_params
-from pipeline.splits import load_classes, load_split, model_input
-
-
-def tta_views(x: np.ndarray, tta: str) -> list[np.ndarray]:
-    """Test-time augmentation views of (N, 48, 48) images: the image, its mirror, and ±2 px shifts of both."""
-    views = [x]
-    if tta in ("flip", "flip_shift"):
-        views.append(x[:, :, ::-1])
-    if tta == "flip_shift":
-        padded = [np.pad(v, ((0, 0), (2, 2), (2, 2)), mode="edge") for v in views[:2]]
-        for p in padded:
-            views += [p[:, dy : dy + x.shape[1], dx : dx + x.shape[2]] for dy, dx in ((0, 2), (4, 2), (2, 0), (2, 4))]
-    return views
-
-
-def predict_probs(model: keras.Model, x: np.ndarray, tta: str, batch_size: int) -> np.ndarray:
-    """Class probabilities averaged over the TTA views."""
-    views = tta_views(x, tta)
-    return np.mean([model.predict(model_input(v), batch_size=batch_size, verbose=0) for v in views], axis=0)
+from pipeline.splits import load_classes, load_split
+from pipeline.tta import predict_probs
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:

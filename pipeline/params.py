@@ -62,6 +62,12 @@ class BalanceParams:
 
 
 @dataclass(frozen=True)
+class DistillParams:
+    teacher: str = ""  # a shipped model's name (models/<teacher>.keras); "" trains on the labels alone
+    weight: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})  # the teacher's share of each target
+
+
+@dataclass(frozen=True)
 class AugmentParams:
     flip: bool = True
     rotation: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
@@ -111,6 +117,7 @@ class Params:
     clean: CleanParams = CleanParams()
     relabel: RelabelParams = RelabelParams()
     balance: BalanceParams = BalanceParams()
+    distill: DistillParams = DistillParams()
     train: TrainParams = TrainParams()
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     ensemble: EnsembleParams = EnsembleParams()
@@ -206,6 +213,17 @@ def _min_agreement_only_for_plurality(params: Params) -> None:
         )
 
 
+def _weight_only_with_teacher(params: Params) -> None:
+    """Without a teacher the targets are the labels: a changed distill.weight would be silently ignored."""
+    distill = params.distill
+    if not distill.teacher and distill.weight != DistillParams.weight:
+        raise ParamsError(
+            f"distill.weight={distill.weight} applies only with distill.teacher (a shipped model, e.g. fer2013): "
+            f"set the teacher or put the weight back to {DistillParams.weight}",
+            ("distill.weight", "distill.teacher"),
+        )
+
+
 def _relabel_needs_votes(params: Params) -> None:
     if params.relabel.scheme != "none" and params.data.dataset != "ferplus":
         raise ParamsError(
@@ -245,6 +263,7 @@ RULES: dict[str, Callable[[Params], None]] = {
     "warmup_below_epochs": _warmup_below_epochs,
     "members_are_models": _members_are_models,
     "min_agreement_only_for_plurality": _min_agreement_only_for_plurality,
+    "weight_only_with_teacher": _weight_only_with_teacher,
     "relabel_needs_votes": _relabel_needs_votes,
     "ferplus8_needs_relabel": _ferplus8_needs_relabel,
     "apollo_is_fer6": _apollo_is_fer6,

@@ -18,7 +18,6 @@ from pipeline.device import device_name
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import load_params
 from pipeline.splits import load_split
-from pipeline.train import trained_on
 
 SPLITS = {  # dataset → where each split comes from
     "fer2013": {"train": "Training", "val": "PublicTest", "test": "PrivateTest"},
@@ -63,13 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=Path, default=Path("data/models"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
-    parser.add_argument("--balanced", type=Path, default=Path("data/balanced"))
     parser.add_argument("--out", type=Path, default=Path("models"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
     source = args.models / f"{args.model}.keras"
     train_info = modelfiles.read_info(source)
-    data = trained_on(params, len(load_split(args.balanced / "train.npz")["y"]))
+    data = train_info["data"]  # what the train stage recorded: source, dataset, classes, relabel, balance, teacher
     if data["source"] == "sample":
         raise PipelineError(f"{source} was trained on the synthetic sample: ship only models trained on real data")
     metrics_file = args.metrics / f"{args.model}.json"

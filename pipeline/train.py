@@ -27,7 +27,7 @@ from dvclive import Live  # noqa: E402
 from dvclive.utils import standardize_metric_name  # noqa: E402
 
 from pipeline import atomic, plots  # noqa: E402
-from pipeline.errors import run_cli  # noqa: E402
+from pipeline.errors import PipelineError, run_cli  # noqa: E402
 from pipeline import modelfiles  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.params import Params, TrainParams, load_params  # noqa: E402
@@ -304,13 +304,23 @@ def train_model(
     return info
 
 
-def trained_on(params: Params, train_images: int) -> dict:
-    """What a model was trained on, for its .json: the app and the model card name it beside the metrics."""
+def trained_on(params: Params, train_images: int, teacher: dict) -> dict:
+    """What a model was trained on, for its .json: the app and the model card name it beside the metrics;
+    `teacher` is what the distill stage says made the targets (empty: the labels alone)."""
     data = params.data
     return {
         "source": data.source, "dataset": data.dataset, "classes": data.classes,
         "relabel": params.relabel.scheme, "balance": params.balance.method, "train_images": int(train_images),
-    }  # fmt: skip
+    } | ({"distilled_from": teacher} if teacher else {})  # fmt: skip
+
+
+def load_train(balanced: Path, distilled: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The balanced train split with the distill stage's targets, and the teacher that made them."""
+    train = load_split(balanced / "train.npz")
+    targets = load_split(distilled / "targets.npz")["targets"]
+    if targets.shape != train["targets"].shape:
+        raise PipelineError(f"{distilled}/targets.npz does not match {balanced}/train.npz: run `dvc repro distill`")
+    return train | {"targets": targets}, json.loads((distilled / "teacher.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--balanced", type=Path, default=Path("data/balanced"))
+    parser.add_argument("--distilled", type=Path, default=Path("data/distilled"))
     parser.add_argument("--out", type=Path, default=Path("data/models"))
     parser.add_argument("--checkpoints", type=Path, default=Path("data/checkpoints"))
     parser.add_argument("--live", type=Path, default=Path("plots"))
@@ -329,14 +340,14 @@ def main(argv: list[str] | None = None) -> None:
         # TensorFlow fixed its kernels when it loaded: start again on the CPU's own (bf16) instruction set.
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], quiet.environ_for("native"))
     classes = load_classes(args.prepared)
-    train = load_split(args.balanced / "train.npz")
+    train, teacher = load_train(args.balanced, args.distilled)
     val = load_split(args.prepared / "val.npz")
     class_weights = json.loads((args.balanced / "class_weights.json").read_text())
     live_dir = args.live / args.model / "train"
     with Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         info = train_model(
             args.model, train_params, options, train, val, class_weights, args.out / f"{args.model}.keras",
-            args.checkpoints / args.model, {"classes": classes, "input_shape": [48, 48, 1], "data": trained_on(params, len(train["y"]))}, live,
+            args.checkpoints / args.model, {"classes": classes, "input_shape": [48, 48, 1], "data": trained_on(params, len(train["y"]), teacher)}, live,
         )
     atomic.save_figure(live_dir / "curves.png", plots.training_curves_figure(info["history"], args.model))
     print(

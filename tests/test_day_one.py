@@ -162,6 +162,7 @@ def stage_folder(tmp_path_factory) -> Path:
     (root / "data/balanced/class_weights.json").write_text(json.dumps({str(i): 1.0 for i in range(7)}))
     params = {"train": {"epochs": 2, "batch_size": 32}, "models": {"lenet_bn": {}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _stage(root, "pipeline.distill").returncode == 0
     return root
 
 

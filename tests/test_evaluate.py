@@ -1,11 +1,14 @@
 """Evaluation metrics on predictions whose right answers are worked out by hand."""
 
 import json
+import typing
 
 import numpy as np
 import pytest
 
-from pipeline.evaluate import classification_metrics, tta_views, write_report
+from pipeline.evaluate import classification_metrics, write_report
+from pipeline.params import EvaluateParams
+from pipeline.tta import VIEWS
 
 CLASSES = ["a", "b", "c"]
 Y = np.array([0, 0, 1, 1, 2, 2])
@@ -55,12 +58,16 @@ def test_a_class_absent_from_the_test_split_has_no_auroc():
     assert set(result["roc"]["class"]) == {"a", "b"}
 
 
+def test_tta_registry_is_exactly_the_allowed_values():
+    assert set(VIEWS) == set(typing.get_args(typing.get_type_hints(EvaluateParams)["tta"]))
+
+
 def test_tta_views():
     x = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
-    assert len(tta_views(x, "none")) == 1
-    flip = tta_views(x, "flip")
+    assert len(VIEWS["none"](x)) == 1
+    flip = VIEWS["flip"](x)
     assert len(flip) == 2 and (flip[1] == x[:, :, ::-1]).all()
-    shifted = tta_views(x, "flip_shift")
+    shifted = VIEWS["flip_shift"](x)
     assert len(shifted) == 10 and all(v.shape == x.shape for v in shifted)
     assert (shifted[2][:, 2:, :] == x[:, :-2, :]).all()  # content moved 2 px down
     assert (shifted[4][:, :, 2:] == x[:, :, :-2]).all()  # content moved 2 px right

@@ -21,6 +21,7 @@ RULE_CASES = {
     "warmup_below_epochs": ({"train": {"schedule": "cosine", "epochs": 4, "warmup_epochs": 4}}, "train.warmup_epochs=4 must be below train.epochs=4"),
     "members_are_models": ({"ensemble": {"members": ["riv_base", "vgg99"]}}, "ensemble.members has vgg99, not under `models`"),
     "min_agreement_only_for_plurality": ({"relabel": {"scheme": "majority", "min_agreement": 0.7}}, "relabel.min_agreement=0.7 applies to relabel.scheme=plurality only"),
+    "weight_only_with_teacher": ({"distill": {"weight": 0.8}}, "distill.weight=0.8 applies only with distill.teacher"),
     "relabel_needs_votes": ({"data": {"dataset": "fer2013"}}, "relabel.scheme=majority needs the FER+ votes"),
     "ferplus8_needs_relabel": ({"data": {"classes": "ferplus8"}, "relabel": {"scheme": "none"}}, "data.classes=ferplus8 needs FER+ labels"),
     "apollo_is_fer6": ({"data": {"dataset": "apollo6"}, "relabel": {"scheme": "none"}}, "data.dataset=apollo6 has 6 classes"),
@@ -74,7 +75,7 @@ def test_a_model_override_is_checked_like_train():
 NUMBER_KEYS = [
     ("train", "lr"), ("train", "epochs"), ("train", "batch_size"), ("train", "label_smoothing"), ("train", "seed"),
     ("data", "val_fraction"), ("data", "seed"), ("clean", "blank_std"), ("relabel", "min_agreement"),
-    ("sample", "images_per_class"), ("ensemble", "head_epochs"), ("evaluate", "batch_size"), ("balance", "seed"),
+    ("sample", "images_per_class"), ("ensemble", "head_epochs"), ("evaluate", "batch_size"), ("balance", "seed"), ("distill", "weight"),
 ]
 
 

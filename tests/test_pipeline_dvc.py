@@ -40,7 +40,7 @@ def stages_run(output: str) -> list[str]:
 def project(tmp_path_factory) -> Path:
     """A copy of the project with small params, committed after a first `dvc repro`."""
     repo = tmp_path_factory.mktemp("project")
-    for name in ("pipeline", "scripts", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+    for name in ("pipeline", "scripts", "models", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -59,7 +59,7 @@ def project(tmp_path_factory) -> Path:
     run(repo, "git", "commit", "-qm", "project")  # as in a clone: dvclive needs a commit to refer to
     output = dvc(repo, "repro")
     assert set(stages_run(output)) == {
-        "download", "prepare", "balance",
+        "download", "prepare", "balance", "distill",
         "train@lenet_bn", "train@sodhi_scratch", "evaluate@lenet_bn", "evaluate@sodhi_scratch",
         "ensemble", "compare",
     }
@@ -103,7 +103,7 @@ def test_exp_run_with_a_train_param_reruns_only_training_and_after(project):
     output = dvc(project, "exp", "run", "-S", "train.lr=0.0001")
     ran = set(stages_run(output))
     assert {"train@lenet_bn", "train@sodhi_scratch", "evaluate@lenet_bn", "ensemble", "compare"} <= ran
-    assert not ran & {"download", "prepare", "balance"}
+    assert not ran & {"download", "prepare", "balance", "distill"}
     show = dvc(project, "exp", "show", "--md", "--no-pager")
     assert "train.lr" in show and "0.0001" in show and "lenet_bn.json" in show.replace("metrics/", "")
     diff = dvc(project, "metrics", "diff", "HEAD", "--md", "--all")
@@ -225,3 +225,20 @@ def test_predict_uses_the_models_the_pipeline_trained(project, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         probabilities = json.loads(result.stdout)["images"][0]["faces"][0]["probabilities"]
         assert len(probabilities) == 7 and abs(sum(probabilities.values()) - 1) < 1e-4
+
+
+def test_distilling_from_a_shipped_model_retrains_on_its_blended_targets(project):
+    """The sample's fer7 classes are the shipped FER2013 model's: it can teach the sample's models."""
+    output = dvc(project, "exp", "run", "-S", "distill.teacher=fer2013", "-S", "distill.weight=0.3")
+    ran = set(stages_run(output))
+    assert {"distill", "train@lenet_bn", "train@sodhi_scratch", "evaluate@lenet_bn", "ensemble", "compare"} <= ran
+    assert not ran & {"download", "prepare", "balance"}
+    import numpy as np
+
+    with np.load(project / "data/distilled/targets.npz") as distilled, np.load(project / "data/balanced/train.npz") as train:
+        targets, labels = distilled["targets"], train["targets"]
+    assert targets.shape == labels.shape and np.allclose(targets.sum(axis=1), 1, atol=1e-5)
+    assert np.all(targets[labels == 1] >= 0.7 - 1e-6) and np.any(targets[labels == 1] < 1)  # 0.7 label + 0.3 teacher
+    teacher = json.loads((project / "data/models/lenet_bn.json").read_text())["data"]["distilled_from"]
+    assert teacher["teacher"] == "fer2013" and teacher["weight"] == 0.3
+    assert teacher == json.loads((project / "data/distilled/teacher.json").read_text())

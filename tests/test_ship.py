@@ -15,7 +15,7 @@ import yaml
 from benchmarks.vs_fer_package import private_test
 from pipeline import modelfiles
 from pipeline.classes import FER2013_LABELS
-from pipeline.evaluate import predict_probs
+from pipeline.tta import predict_probs
 from pipeline.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,21 +25,20 @@ CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 def _workspace(root: Path, source: str) -> Path:
     (root / "data" / "models").mkdir(parents=True)
     (root / "data" / "prepared").mkdir()
-    (root / "data" / "balanced").mkdir()
     (root / "metrics").mkdir()
     params = {"data": {"dataset": "fer2013", "source": source, "classes": "fer7"}, "relabel": {"scheme": "none"}, "evaluate": {"tta": "flip"},
               "models": {"lenet_bn": {"epochs": 2}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     history = [{"epoch": 1, "minutes": 1.5, "val_accuracy": 0.4}, {"epoch": 2, "minutes": 3.0, "val_accuracy": 0.5}]
+    data = {"source": source, "dataset": "fer2013", "classes": "fer7", "relabel": "none", "balance": "class_weight", "train_images": 20}
     info = {
-        "classes": CLASSES, "input_shape": [48, 48, 1], "parameters": 1, "epochs_run": 2, "best_epoch": 2,
+        "data": data, "classes": CLASSES, "input_shape": [48, 48, 1], "parameters": 1, "epochs_run": 2, "best_epoch": 2,
         "best_val_accuracy": 0.5, "train_minutes": 3.0, "backend": "tensorflow", "precision": "float32", "history": history,
     }  # fmt: skip
     modelfiles.save_model(build_model("lenet_bn", 7), root / "data" / "models" / "lenet_bn.keras", info)
     (root / "metrics" / "lenet_bn.json").write_text(json.dumps({"accuracy": 0.61234, "macro_f1": 0.5}))
     y = np.arange(10) % 7
     np.savez(root / "data" / "prepared" / "test.npz", x=np.zeros((10, 48, 48), np.uint8), y=y)
-    np.savez(root / "data" / "balanced" / "train.npz", x=np.zeros((20, 48, 48), np.uint8), y=np.arange(20) % 7)
     return root
 
 

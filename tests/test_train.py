@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline import distill
 from pipeline.params import parse_params
 from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint
 
@@ -52,6 +53,8 @@ def stage_inputs(tmp_path_factory) -> Path:
     (root / "prepared" / "classes.json").write_text(json.dumps(["left", "right", "top"]))
     (root / "balanced" / "class_weights.json").write_text(json.dumps({"0": 1.0, "1": 1.0, "2": 1.0}))
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    distill.main(["--params", str(root / "params.yaml"), "--prepared", str(root / "prepared"),
+                  "--balanced", str(root / "balanced"), "--out", str(root / "distilled")])  # no teacher: the labels
     return root
 
 
@@ -59,7 +62,7 @@ def _train_command(root: Path, run: str, params: Path | None = None) -> list[str
     return [
         sys.executable, "-m", "pipeline.train", "lenet_bn", "--params", str(params or root / "params.yaml"),
         "--prepared", str(root / "prepared"), "--balanced", str(root / "balanced"),
-        "--out", str(root / run / "models"), "--checkpoints", str(root / run / "checkpoints"),
+        "--distilled", str(root / "distilled"), "--out", str(root / run / "models"), "--checkpoints", str(root / run / "checkpoints"),
         "--live", str(root / run / "plots"),
     ]  # fmt: skip
 

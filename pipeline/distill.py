@@ -1,0 +1,88 @@
+"""Stage `distill`: the targets every model trains on, the labels blended with a shipped teacher's predictions.
+
+Knowledge distillation, offline: the teacher (`distill.teacher`, a model committed under `models/`, so DVC
+tracks its file) predicts each balanced train image once, with flip TTA, and each target becomes
+`(1 - weight) * label + weight * teacher`. Without a teacher the targets are the labels, unchanged, so
+the train stages see the same data as before and do not re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import atomic, modelfiles
+from pipeline.errors import PipelineError, run_cli
+from pipeline.params import DistillParams, load_params
+from pipeline.splits import load_classes, load_split
+from pipeline.tta import predict_probs
+
+
+def align_classes(probs: np.ndarray, teacher_classes: list[str], classes: list[str], teacher: str) -> np.ndarray:
+    """The teacher's probabilities in the data's class order; classes the data lacks (e.g. a FER+ teacher's
+    contempt for a fer7 student) are dropped and the rest renormalised."""
+    missing = [c for c in classes if c not in teacher_classes]
+    if missing:
+        raise PipelineError(
+            f"distill.teacher={teacher} has no output for {', '.join(missing)} (its classes: {', '.join(teacher_classes)}): "
+            "pick a teacher trained on the same classes as data.classes"
+        )
+    aligned = probs[:, [teacher_classes.index(c) for c in classes]]
+    return aligned / np.maximum(aligned.sum(axis=1, keepdims=True), 1e-12)
+
+
+def blend_targets(targets: np.ndarray, teacher_probs: np.ndarray, weight: float) -> np.ndarray:
+    return ((1 - weight) * targets + weight * teacher_probs).astype(np.float32)
+
+
+def teacher_file(name: str, shipped_dir: Path) -> Path:
+    shipped = modelfiles.available_models(shipped_dir)
+    if name not in shipped:
+        raise PipelineError(
+            f"distill.teacher={name} is not a shipped model in {shipped_dir}/ (have: {', '.join(shipped) or 'none'}): "
+            "a teacher must be committed there, so DVC re-runs distillation when it changes"
+        )
+    return shipped[name]
+
+
+def distill(train: dict[str, np.ndarray], classes: list[str], params: DistillParams, shipped_dir: Path) -> tuple[np.ndarray, dict]:
+    """The training targets, and what made them (for the student's .json)."""
+    if not params.teacher:
+        return train["targets"], {}
+    path = teacher_file(params.teacher, shipped_dir)
+    probs = predict_probs(modelfiles.load_model(path), train["x"], "flip", batch_size=256)
+    teacher_probs = align_classes(probs, modelfiles.read_info(path)["classes"], classes, params.teacher)
+    agreement = float((teacher_probs.argmax(axis=1) == train["y"]).mean())
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    info = {"teacher": params.teacher, "weight": params.weight, "teacher_sha256": digest,
+            "teacher_train_agreement": round(agreement, 4)}  # fmt: skip
+    return blend_targets(train["targets"], teacher_probs, params.weight), info
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--balanced", type=Path, default=Path("data/balanced"))
+    parser.add_argument("--shipped", type=Path, default=modelfiles.SHIPPED_DIR)
+    parser.add_argument("--out", type=Path, default=Path("data/distilled"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    train = load_split(args.balanced / "train.npz")
+    targets, info = distill(train, load_classes(args.prepared), params.distill, args.shipped)
+    with atomic.atomic_dir(args.out) as tmp:
+        atomic.save_npz(tmp / "targets.npz", targets=targets)
+        atomic.write_json(tmp / "teacher.json", info)
+    if info:
+        print(f"distill: {len(targets)} targets, {1 - params.distill.weight:g} label + {params.distill.weight:g} "
+              f"{params.distill.teacher} (agrees with {info['teacher_train_agreement']:.1%} of the train labels)")
+    else:
+        print(f"distill: no teacher, {len(targets)} targets are the labels")
+
+
+if __name__ == "__main__":
+    run_cli(main)

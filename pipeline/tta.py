@@ -1,0 +1,39 @@
+"""Test-time augmentation: a model's class probabilities averaged over views of each image.
+
+One owner for the evaluate, ensemble and distill stages, so a change to how one stage reports does not
+re-run the others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from pipeline.splits import model_input
+
+if TYPE_CHECKING:
+    import keras
+
+
+def mirrored(x: np.ndarray) -> np.ndarray:
+    return x[:, :, ::-1]
+
+
+def shifted(x: np.ndarray, px: int = 2) -> list[np.ndarray]:
+    """(N, H, W) images moved `px` pixels down, up, right and left, the edge pixels repeated into the gap."""
+    padded = np.pad(x, ((0, 0), (px, px), (px, px)), mode="edge")
+    h, w = x.shape[1:]
+    return [padded[:, dy : dy + h, dx : dx + w] for dy, dx in ((0, px), (2 * px, px), (px, 0), (px, 2 * px))]
+
+
+VIEWS: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {  # evaluate.tta -> the views of (N, 48, 48) images
+    "none": lambda x: [x],
+    "flip": lambda x: [x, mirrored(x)],
+    "flip_shift": lambda x: [x, mirrored(x), *shifted(x), *shifted(mirrored(x))],
+}
+
+
+def predict_probs(model: keras.Model, x: np.ndarray, tta: str, batch_size: int) -> np.ndarray:
+    """Class probabilities averaged over the TTA views."""
+    return np.mean([model.predict(model_input(v), batch_size=batch_size, verbose=0) for v in VIEWS[tta](x)], axis=0)
