@@ -16,7 +16,7 @@ from pipeline.decode import Decoded, decode_fer2013_csv, decode_image_folders, r
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import Params, load_params
 from pipeline.raw import FERPLUS_VOTES, RAW_FILES
-from pipeline.relabel import relabel
+from pipeline.relabel import relabel_splits
 
 SPLITS = ("train", "val", "test")
 
@@ -87,7 +87,8 @@ def prepare(decoded: Decoded, votes: np.ndarray | None, params: Params) -> Prepa
         mask[kept] = leak_mask(hashes[kept], meta["split"][kept])
         apply("leak", mask)
 
-    result = relabel(params.relabel.scheme, votes, meta["label"].to_numpy(), classes, params.relabel.min_agreement)
+    is_train = (meta["split"] == "train").to_numpy()
+    result = relabel_splits(params.relabel.scheme, votes, meta["label"].to_numpy(), is_train, classes, params.relabel.min_agreement)
     kept = dropped == ""
     dropped[kept & (result.reasons != "")] = result.reasons[kept & (result.reasons != "")]
     final = dropped == ""

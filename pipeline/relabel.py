@@ -74,8 +74,25 @@ SCHEMES = {
 }
 
 
+# relabel.scheme -> the scheme that labels the validation and test images. Soft targets are a training device:
+# the FER+ paper scores its "probability" training on the majority-vote test labels, and so do we, which keeps
+# the val/test scores of every scheme comparable with each other and with published FER+ results.
+SCORED_BY = {"none": "none", "majority": "majority", "plurality": "plurality", "distribution": "majority"}
+
+
 def relabel(scheme: str, votes: np.ndarray | None, labels, classes: tuple[str, ...], min_agreement: float) -> Relabelled:
     return SCHEMES[scheme](votes, labels, classes, min_agreement)
+
+
+def relabel_splits(
+    scheme: str, votes: np.ndarray | None, labels, is_train: np.ndarray, classes: tuple[str, ...], min_agreement: float
+) -> Relabelled:
+    """Training images get `scheme`; validation and test images get the scheme they are scored by (SCORED_BY)."""
+    trained = relabel(scheme, votes, labels, classes, min_agreement)
+    if SCORED_BY[scheme] == scheme:
+        return trained
+    scored = relabel(SCORED_BY[scheme], votes, labels, classes, min_agreement)
+    return Relabelled(*(np.where(is_train.reshape(-1, *[1] * (a.ndim - 1)), a, b) for a, b in zip(trained, scored)))
 
 
 def _from_winners(winner: np.ndarray, passes: np.ndarray, classes: tuple[str, ...]) -> Relabelled:
