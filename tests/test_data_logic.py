@@ -13,7 +13,16 @@ from pipeline.clean import blank_mask, duplicate_mask, image_hashes, leak_mask, 
 from pipeline.decode import decode_fer2013_csv, decode_image, decode_image_folders, read_ferplus_votes
 from pipeline.errors import PipelineError
 from pipeline.params import BalanceParams, RelabelParams
-from pipeline.relabel import SCHEMES, keep_original_labels, relabel, relabel_by_majority, relabel_by_plurality, vote_distribution
+from pipeline.relabel import (
+    SCHEMES,
+    SCORED_BY,
+    keep_original_labels,
+    relabel,
+    relabel_by_majority,
+    relabel_by_plurality,
+    relabel_splits,
+    vote_distribution,
+)
 
 FER7, FERPLUS8 = CLASS_SETS["fer7"], CLASS_SETS["ferplus8"]
 
@@ -178,7 +187,8 @@ def test_class_weights_for_a_class_missing_from_train():
 def test_the_relabel_and_balance_registries_are_the_allowed_values():
     from typing import get_args, get_type_hints
 
-    assert set(SCHEMES) == set(get_args(get_type_hints(RelabelParams)["scheme"]))
+    assert set(SCHEMES) == set(SCORED_BY) == set(get_args(get_type_hints(RelabelParams)["scheme"]))
+    assert set(SCORED_BY.values()) <= {"none", "majority", "plurality"}  # val/test labels are hard labels
     assert set(RESAMPLERS) == set(get_args(get_type_hints(BalanceParams)["method"]))
 
 
@@ -195,3 +205,17 @@ def test_each_relabel_scheme_is_its_function():
         got = relabel(scheme, votes, labels, FER7, 0.4)
         assert got.labels.tolist() == want.labels.tolist(), scheme
         assert np.array_equal(got.targets, want.targets), scheme
+
+
+def test_a_soft_scheme_labels_validation_and_test_by_the_majority_rule():
+    table = np.array([votes(happiness=5, neutral=5), votes(happiness=5, neutral=5), votes(happiness=8, neutral=2), votes(happiness=8, neutral=2)])
+    is_train = np.array([True, False, True, False])
+    got = relabel_splits("distribution", table, None, is_train, FER7, 0.5)
+    neutral, happy = FER7.index("neutral"), FER7.index("happy")
+    assert got.labels.tolist() == [happy, -1, happy, happy]  # the tied face trains (hard label: first of the tie), and is ambiguous in val/test
+    assert got.reasons.tolist() == ["", "ambiguous", "", ""]
+    assert got.targets[0, [neutral, happy]].tolist() == [0.5, 0.5]  # train: the vote shares
+    assert got.targets[2, [neutral, happy]].tolist() == pytest.approx([0.2, 0.8])
+    assert got.targets[3, [neutral, happy]].tolist() == [0.0, 1.0]  # val/test: one-hot majority label
+    hard = relabel_splits("plurality", table, None, is_train, FER7, 0.5)
+    assert np.array_equal(hard.labels, relabel_by_plurality(table, FER7, 0.5).labels)

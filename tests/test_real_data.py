@@ -93,3 +93,21 @@ def test_image_folder_archive_decodes_a_slice(shared_datasets):
     assert decoded.images.shape[1:] == (48, 48) and decoded.images.dtype == np.uint8
     assert set(decoded.meta["label"]) <= set(FER2013_LABELS)
     assert decoded.bad == []
+
+
+def test_soft_label_training_is_scored_on_the_majority_test_labels(fer2013, votes_text):
+    """relabel.scheme=distribution changes the training targets only: val and test are the majority run's."""
+    _, decoded = fer2013
+    votes, _ = read_ferplus_votes(votes_text, len(decoded.meta))
+    runs = {
+        scheme: prepare(decoded, votes, parse_params({"data": {"dataset": "ferplus", "classes": "ferplus8"}, "relabel": {"scheme": scheme}}))
+        for scheme in ("majority", "distribution")
+    }
+    for split in ("val", "test"):
+        majority, soft = runs["majority"].splits[split], runs["distribution"].splits[split]
+        assert len(soft["y"]) == len(majority["y"]) > 3000
+        assert np.array_equal(soft["y"], majority["y"]) and np.array_equal(soft["targets"], majority["targets"])
+        assert np.array_equal(soft["x"], majority["x"])
+    soft_train = runs["distribution"].splits["train"]["targets"]
+    assert len(soft_train) > len(runs["majority"].splits["train"]["y"])  # the ambiguous faces train too
+    assert ((soft_train > 0).sum(axis=1) > 1).mean() > 0.5 and np.allclose(soft_train.sum(axis=1), 1.0)
