@@ -118,11 +118,8 @@ def check_file(path: Path, name: str, real: bool) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _copy_from_mirror(names: tuple[str, ...], mirror: Path, staging: Path) -> None:
