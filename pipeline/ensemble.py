@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, model in ensembles.items():
             modelfiles.save_model(model, tmp / f"{name}.keras", {"members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
     for name, model in ensembles.items():
-        evaluate_model(name, model, test, classes, params.evaluate, args.metrics, args.plots)
+        evaluate_model(name, model, val, test, classes, params.evaluate, args.metrics, args.plots)
 
 
 if __name__ == "__main__":

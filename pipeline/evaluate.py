@@ -22,7 +22,7 @@ from pipeline import atomic, modelfiles, plots
 from pipeline.errors import run_cli
 from pipeline.params import EvaluateParams, load_params
 from pipeline.splits import load_classes, load_split
-from pipeline.tta import predict_probs
+from pipeline.tta import choose_views, predict_probs
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
@@ -84,23 +84,30 @@ def write_report(name: str, y: np.ndarray, probs: np.ndarray, classes: list[str]
 
 
 def evaluate_model(
-    name: str, model: keras.Model, test: dict[str, np.ndarray], classes: list[str], params: EvaluateParams, metrics_dir: Path, plots_dir: Path,
-    training: dict | None = None,
+    name: str, model: keras.Model, val: dict[str, np.ndarray], test: dict[str, np.ndarray], classes: list[str],
+    params: EvaluateParams, metrics_dir: Path, plots_dir: Path, training: dict | None = None,
 ) -> dict:
-    """Predict the test split, write the report and the timings (inference, and `training`'s minutes and
-    epochs: timings vary run to run, so they are an output beside the metrics, not a metric); returns the
-    summary metrics."""
+    """Choose the TTA views (on `val` for `auto`), predict the test split, write the report and the record
+    beside it (the views and their validation scores; inference time and `training`'s minutes and epochs:
+    timings vary run to run, so they are an output beside the metrics, not a metric); returns the summary metrics."""
+    tta, val_scores = choose_views(model, val, params.tta, params.batch_size)
     start = time.perf_counter()
-    probs = predict_probs(model, test["x"], params.tta, params.batch_size)
+    probs = predict_probs(model, test["x"], tta, params.batch_size)
     seconds = time.perf_counter() - start
     summary = write_report(name, test["y"], probs, classes, metrics_dir, plots_dir)
+    chosen = {"tta_val_accuracy": {k: round(v, 6) for k, v in val_scores.items()}} if val_scores else {}
     atomic.write_json(
-        metrics_dir / "speed" / f"{name}.json",
-        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": params.tta, "backend": keras.backend.backend()}
+        record_file(metrics_dir, name),
+        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": tta, **chosen, "backend": keras.backend.backend()}
         | (training or {}),
     )
     print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
     return summary
+
+
+def record_file(metrics_dir: Path, name: str) -> Path:
+    """The evaluate stage's record of how `name` was scored: the TTA views it used, timings."""
+    return metrics_dir / "speed" / f"{name}.json"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,11 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).evaluate
     classes = load_classes(args.prepared)
-    test = load_split(args.prepared / "test.npz")
+    val, test = load_split(args.prepared / "val.npz"), load_split(args.prepared / "test.npz")
     path = args.models / f"{args.model}.keras"
     model, info = modelfiles.load_model(path), modelfiles.read_info(path)
     training = {"train_minutes": round(info["train_minutes"], 2), "epochs": info["epochs_run"]}
-    evaluate_model(args.model, model, test, classes, params, args.metrics, args.plots, training)
+    evaluate_model(args.model, model, val, test, classes, params, args.metrics, args.plots, training)
 
 
 if __name__ == "__main__":

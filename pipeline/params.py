@@ -106,7 +106,7 @@ class EnsembleParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    tta: Literal["none", "flip", "flip_shift"] = "none"
+    tta: Literal["none", "flip", "flip_shift", "auto"] = "none"  # auto: the views that score best on val
     batch_size: int = field(default=256, metadata={"min": 1, "max": 65_536})
 
 

@@ -34,6 +34,18 @@ VIEWS: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {  # evaluate.tta -
 }
 
 
+AUTO = "auto"  # evaluate.tta: the views that score best on the validation split
+
+
 def predict_probs(model: keras.Model, x: np.ndarray, tta: str, batch_size: int) -> np.ndarray:
     """Class probabilities averaged over the TTA views."""
     return np.mean([model.predict(model_input(v), batch_size=batch_size, verbose=0) for v in VIEWS[tta](x)], axis=0)
+
+
+def choose_views(model: keras.Model, val: dict[str, np.ndarray], tta: str, batch_size: int) -> tuple[str, dict[str, float]]:
+    """`tta`, or for `auto` the views with the best validation accuracy (a tie goes to fewer views), with each
+    candidate's validation accuracy: the test split never takes part in the choice."""
+    if tta != AUTO:
+        return tta, {}
+    scores = {name: float((predict_probs(model, val["x"], name, batch_size).argmax(axis=1) == val["y"]).mean()) for name in VIEWS}
+    return max(scores, key=scores.get), scores

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.evaluate import classification_metrics, write_report
 from pipeline.params import EvaluateParams
-from pipeline.tta import VIEWS
+from pipeline.tta import AUTO, VIEWS, choose_views, predict_probs
 
 CLASSES = ["a", "b", "c"]
 Y = np.array([0, 0, 1, 1, 2, 2])
@@ -59,7 +59,23 @@ def test_a_class_absent_from_the_test_split_has_no_auroc():
 
 
 def test_tta_registry_is_exactly_the_allowed_values():
-    assert set(VIEWS) == set(typing.get_args(typing.get_type_hints(EvaluateParams)["tta"]))
+    assert set(VIEWS) | {AUTO} == set(typing.get_args(typing.get_type_hints(EvaluateParams)["tta"]))
+
+
+def test_auto_tta_takes_the_views_best_on_validation():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    val = {"x": x, "y": predict_probs(model, x, "flip", 64).argmax(axis=1)}  # labels that flip TTA gets all right
+    chosen, scores = choose_views(model, val, AUTO, 64)
+    assert chosen == "flip" and scores["flip"] == 1.0 and set(scores) == set(VIEWS)
+    assert scores["none"] == float((predict_probs(model, x, "none", 64).argmax(axis=1) == val["y"]).mean()) < 1.0
+    assert choose_views(model, val, "flip_shift", 64) == ("flip_shift", {})  # a named choice is kept, val unused
+    constant = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Lambda(lambda t: keras.ops.ones_like(t[:, 0, 0, :]))])
+    assert choose_views(constant, val, AUTO, 64)[0] == "none"  # a tie goes to the fewest views
 
 
 def test_tta_views():
