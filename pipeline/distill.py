@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import atomic, modelfiles
+from pipeline.clean import image_hashes
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import DistillParams, load_params
 from pipeline.splits import load_classes, load_split
@@ -38,6 +39,13 @@ def blend_targets(targets: np.ndarray, teacher_probs: np.ndarray, weight: float)
     return ((1 - weight) * targets + weight * teacher_probs).astype(np.float32)
 
 
+def predict_each_image_once(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Flip-averaged probabilities for every row, predicting each distinct image once: oversampling repeats
+    rows, and a repeated image gets the same prediction."""
+    _, first, inverse = np.unique(image_hashes(x), return_index=True, return_inverse=True)
+    return predict_probs(model, x[first], "flip", batch_size)[inverse]
+
+
 def teacher_file(name: str, shipped_dir: Path) -> Path:
     shipped = modelfiles.available_models(shipped_dir)
     if name not in shipped:
@@ -53,7 +61,7 @@ def distill(train: dict[str, np.ndarray], classes: list[str], params: DistillPar
     if not params.teacher:
         return train["targets"], {}
     path = teacher_file(params.teacher, shipped_dir)
-    probs = predict_probs(modelfiles.load_model(path), train["x"], "flip", batch_size=256)
+    probs = predict_each_image_once(modelfiles.load_model(path), train["x"])
     teacher_probs = align_classes(probs, modelfiles.read_info(path)["classes"], classes, params.teacher)
     agreement = float((teacher_probs.argmax(axis=1) == train["y"]).mean())
     with path.open("rb") as f:

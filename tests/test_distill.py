@@ -42,13 +42,15 @@ def test_blend_targets_mixes_by_weight():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A balanced train split of 3 classes and a shipped (untrained, tiny) teacher whose classes are in another order."""
+    """A balanced train split of 3 classes, a third of it repeated rows, and a shipped (untrained, tiny) teacher
+    whose classes are in another order."""
     root = tmp_path_factory.mktemp("distill")
     rng = np.random.default_rng(0)
     (root / "data/prepared").mkdir(parents=True)
     (root / "data/balanced").mkdir()
     y = np.arange(30) % 3
     x = rng.integers(0, 256, (30, 48, 48), dtype=np.uint8)
+    x[20:], y[20:] = x[:10], y[:10]  # repeated rows, as oversampling makes them
     np.savez(root / "data/balanced/train.npz", x=x, y=y, targets=np.eye(3, dtype=np.float32)[y])
     (root / "data/prepared/classes.json").write_text(json.dumps(CLASSES))
     teacher = build_model("mondal_shallow", 3)
@@ -79,6 +81,7 @@ def test_a_teacher_blends_its_flip_averaged_predictions_in_the_data_class_order(
     probs = predict_probs(teacher, train["x"], "flip", 256)[:, [1, 2, 0]]  # neutral, angry, happy -> CLASSES
     targets = np.load(workspace / "data/distilled/targets.npz")["targets"]
     np.testing.assert_allclose(targets, 0.6 * train["targets"] + 0.4 * probs, atol=1e-5)
+    np.testing.assert_array_equal(targets[20:], targets[:10])  # a repeated image: one prediction
     info = json.loads((workspace / "data/distilled/teacher.json").read_text())
     assert info["teacher"] == "teach" and info["weight"] == 0.4 and len(info["teacher_sha256"]) == 64
     assert result.stdout.startswith("distill: 30 targets, 0.6 label + 0.4 teach (agrees with ")
