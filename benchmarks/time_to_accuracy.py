@@ -20,6 +20,7 @@ from pipeline import atomic  # noqa: E402
 
 def draw(runs: dict[str, dict]):
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # one colour a run for up to 20 runs (the default cycle has 10)
     for label, info in runs.items():
         history = info["history"]
         line, = ax.plot([h["minutes"] for h in history], [100 * h["val_accuracy"] for h in history], marker="o", ms=3, label=f"{label}: validation")
