@@ -89,6 +89,15 @@ def test_tta_views():
     assert (shifted[4][:, :, 2:] == x[:, :, :-2]).all()  # content moved 2 px right
 
 
+def test_each_tta_entry_begins_with_the_previous_ones_views():
+    """choose_views scores every entry on a prefix of the last entry's views."""
+    x = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
+    views = [VIEWS[name](x) for name in VIEWS]
+    for shorter, longer in zip(views, views[1:]):
+        assert len(shorter) < len(longer)
+        assert all((a == b).all() for a, b in zip(shorter, longer))
+
+
 def test_write_report_files(tmp_path):
     summary = write_report("m", Y, PROBS, CLASSES, tmp_path / "metrics", tmp_path / "plots")
     saved = json.loads((tmp_path / "metrics/m.json").read_text())
