@@ -13,6 +13,7 @@ import pandas as pd
 from pipeline import atomic, plots
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import load_params
+from pipeline.records import metrics_file, record_file
 
 COLUMNS = ("accuracy", "macro_f1", "macro_auroc", "top2_accuracy", "loss")
 
@@ -20,11 +21,11 @@ COLUMNS = ("accuracy", "macro_f1", "macro_auroc", "top2_accuracy", "loss")
 def compare_table(names: list[str], metrics_dir: Path) -> pd.DataFrame:
     rows = []
     for name in names:
-        path = metrics_dir / f"{name}.json"
+        path = metrics_file(metrics_dir, name)
         if not path.exists():
             raise PipelineError(f"{path} not found: evaluate the model first (`dvc repro evaluate@{name}`)")
         metrics = json.loads(path.read_text())
-        speed_path = metrics_dir / "speed" / f"{name}.json"
+        speed_path = record_file(metrics_dir, name)
         speed = json.loads(speed_path.read_text()) if speed_path.exists() else {}
         rows.append({"model": name, **{c: metrics[c] for c in COLUMNS}, "ms_per_image": speed.get("ms_per_image")})
     return pd.DataFrame(rows).sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)

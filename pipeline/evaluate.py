@@ -21,6 +21,7 @@ from sklearn.metrics import (
 from pipeline import atomic, modelfiles, plots
 from pipeline.errors import run_cli
 from pipeline.params import EvaluateParams, load_params
+from pipeline.records import metrics_file, record_file
 from pipeline.splits import load_classes, load_split
 from pipeline.tta import choose_views, predict_probs
 
@@ -72,7 +73,7 @@ def write_report(name: str, y: np.ndarray, probs: np.ndarray, classes: list[str]
     """metrics/<name>.json (short keys for `dvc exp show`) and plots/<name>/ (CSV for DVC templates + PNG)."""
     result = classification_metrics(y, probs, classes)
     out = plots_dir / name
-    atomic.write_json(metrics_dir / f"{name}.json", {k: round(v, 6) for k, v in result["summary"].items()})
+    atomic.write_json(metrics_file(metrics_dir, name), {k: round(v, 6) for k, v in result["summary"].items()})
     plots.write_csv(out / "per_class.csv", result["per_class"].round(6))
     predicted = probs.argmax(axis=1)
     plots.write_csv(out / "confusion.csv", pd.DataFrame({"actual": np.array(classes)[y], "predicted": np.array(classes)[predicted]}))
@@ -103,11 +104,6 @@ def evaluate_model(
     )
     print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
     return summary
-
-
-def record_file(metrics_dir: Path, name: str) -> Path:
-    """The evaluate stage's record of how `name` was scored: the TTA views it used, timings."""
-    return metrics_dir / "speed" / f"{name}.json"
 
 
 def main(argv: list[str] | None = None) -> None:

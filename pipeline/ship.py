@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline import modelfiles
 from pipeline.device import device_name
 from pipeline.errors import PipelineError, run_cli
-from pipeline.evaluate import record_file
+from pipeline.records import metrics_file, record_file
 from pipeline.params import load_params
 from pipeline.splits import load_split
 
@@ -71,13 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     data = train_info["data"]  # what the train stage recorded: source, dataset, classes, relabel, balance, teacher
     if data["source"] == "sample":
         raise PipelineError(f"{source} was trained on the synthetic sample: ship only models trained on real data")
-    metrics_file = args.metrics / f"{args.model}.json"
-    if not metrics_file.exists():
-        raise PipelineError(f"{metrics_file} not found: run `dvc repro evaluate@{args.model}` first")
+    metrics_path = metrics_file(args.metrics, args.model)
+    if not metrics_path.exists():
+        raise PipelineError(f"{metrics_path} not found: run `dvc repro evaluate@{args.model}` first")
     test = load_split(args.prepared / "test.npz")
     tta = json.loads(record_file(args.metrics, args.model).read_text())["tta"]  # the views evaluate scored it with
     info = shipped_info(
-        train_info, params.model_config(args.model)[1], data, json.loads(metrics_file.read_text()), len(test["y"]), tta, args.command,
+        train_info, params.model_config(args.model)[1], data, json.loads(metrics_path.read_text()), len(test["y"]), tta, args.command,
     )
     target = args.out / f"{args.name}.keras"
     modelfiles.save_model(modelfiles.load_model(source), target, info)

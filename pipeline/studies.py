@@ -27,6 +27,7 @@ from pipeline.atomic import write_text
 from pipeline.classes import class_names
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import DataParams, Params, parse_params
+from pipeline.records import METRICS_DIR, metrics_file, record_file
 from pipeline.tools import DVC, output, spawn
 
 STUDIES_DIR = Path("studies")
@@ -149,10 +150,10 @@ def params_at(rev: str) -> Params:
 def run_result(rev: str, model: str) -> dict | None:
     """One model's test accuracy (%), epochs, training minutes and time budget (`train.max_minutes`, 0 for
     none; an ensemble's is its members') in an experiment; None if it has none."""
-    metrics = read_at(rev, f"metrics/{model}.json")
+    metrics = read_at(rev, metrics_file(METRICS_DIR, model).as_posix())
     if metrics is None:
         return None
-    timing = json.loads(read_at(rev, f"metrics/speed/{model}.json") or "{}")  # the evaluate stage's; ensembles have none
+    timing = json.loads(read_at(rev, record_file(METRICS_DIR, model).as_posix()) or "{}")  # the evaluate stage's; ensembles have none
     metrics, params = json.loads(metrics), params_at(rev)
     budget = params.model_config(model)[0].max_minutes if model in params.models else params.train.max_minutes
     return {
