@@ -21,6 +21,13 @@ from pipeline.params import load_params
 from pipeline.splits import load_classes, load_split, model_input
 
 
+def as_member(model: keras.Model, name: str) -> keras.Model:
+    """`model` under its member name: a functional ensemble needs distinct layer names, and two files of
+    one architecture (the shipped `fer2013` and a rerun of it, say) carry the same one."""
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    return keras.Model(inputs, model(inputs, training=False), name=name)
+
+
 def average_ensemble(members: list[keras.Model]) -> keras.Model:
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     outputs = layers.Average(name="average")([member(inputs, training=False) for member in members])
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError("params.yaml: ensemble.members needs at least two trained models")
     classes = load_classes(args.prepared)
     val, test = load_split(args.prepared / "val.npz"), load_split(args.prepared / "test.npz")
-    members = [modelfiles.load_model(args.models / f"{name}.keras") for name in names]
+    members = [as_member(modelfiles.load_model(args.models / f"{name}.keras"), name) for name in names]
     keras.utils.set_random_seed(params.train.seed)  # before the stacked head's Dense layer draws its weights
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
     fit_head(ensembles["ensemble_stacked"], members, val, params.ensemble.head_epochs, params.train.seed)

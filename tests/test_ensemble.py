@@ -4,8 +4,9 @@ saved stacked model applies."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from pipeline.ensemble import fit_head, stacked_ensemble
+from pipeline.ensemble import as_member, average_ensemble, fit_head, stacked_ensemble
 from pipeline.splits import model_input
 from tests.helpers import tiny_model
 
@@ -39,3 +40,15 @@ def test_the_head_fitted_on_member_probabilities_is_the_stacked_models_head():
     np.testing.assert_allclose(stacked.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
     head_accuracy = (expected.argmax(1) == y).mean()
     assert head_accuracy > (y == np.bincount(y).argmax()).mean()  # it learned from the labels: above the majority share
+
+
+def test_two_files_of_one_architecture_ensemble_under_their_member_names():
+    """Both copies are called like their architecture inside; the ensemble averages them all the same."""
+    first = tiny_model(1)
+    second = as_member(tiny_model(2), first.name)  # what two shipped files of one architecture look like
+    with pytest.raises(ValueError, match="used 2 times"):
+        average_ensemble([first, second])
+    x = model_input(np.random.default_rng(0).integers(0, 256, (8, 48, 48)).astype(np.uint8))
+    ensemble = average_ensemble([as_member(first, "a"), as_member(second, "b")])
+    expected = (first.predict(x, verbose=0) + second.predict(x, verbose=0)) / 2
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
