@@ -1,13 +1,16 @@
 """Stage `ensemble`: combine trained members by averaging their probabilities and by a stacked head.
 
 The stacked head is fitted on the validation split: the members never trained on it, so their outputs
-there look like their outputs on unseen data. The test split stays untouched.
+there look like their outputs on unseen data. The test split stays untouched. Each member predicts each
+split's TTA views once; both ensembles are scored from those probabilities, as their saved models compute.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -15,10 +18,11 @@ from keras import layers
 
 from pipeline import atomic, modelfiles
 from pipeline.errors import PipelineError, run_cli
-from pipeline.evaluate import evaluate_model
+from pipeline.evaluate import write_evaluation
 from pipeline.models import INPUT_SHAPE
 from pipeline.params import load_params
 from pipeline.splits import load_classes, load_split, model_input
+from pipeline.tta import AUTO, VIEWS, best_views, view_count, views_to_predict
 
 
 def as_member(model: keras.Model, name: str) -> keras.Model:
@@ -44,14 +48,38 @@ def stacked_ensemble(members: list[keras.Model], num_classes: int) -> keras.Mode
     return keras.Model(inputs, outputs, name="ensemble_stacked")
 
 
-def fit_head(model: keras.Model, members: list[keras.Model], val: dict[str, np.ndarray], epochs: int, seed: int) -> None:
-    """Fit the stacked model's head on the members' validation probabilities, computed once: fitting the whole
-    model would run every (frozen) member forward again in each of the head's epochs."""
-    probabilities = np.concatenate([member.predict(model_input(val["x"]), batch_size=256, verbose=0) for member in members], axis=1)
-    head = keras.Sequential([keras.Input(probabilities.shape[1:]), model.get_layer("predictions")])  # shares its weights
+def stacked_head(stacked: keras.Model, inputs: int) -> keras.Model:
+    """The stacked model's head alone, on `inputs` concatenated member probabilities; it shares its weights."""
+    return keras.Sequential([keras.Input((inputs,)), stacked.get_layer("predictions")])
+
+
+def fit_head(head: keras.Model, probabilities: np.ndarray, targets: np.ndarray, epochs: int, seed: int) -> None:
+    """Fit on the members' validation probabilities, computed once: fitting the whole stacked model would run
+    every (frozen) member forward again in each of the head's epochs."""
     keras.utils.set_random_seed(seed)
     head.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
-    head.fit(probabilities, val["targets"], batch_size=64, epochs=epochs, verbose=0)
+    head.fit(probabilities, targets, batch_size=64, epochs=epochs, verbose=0)
+
+
+def member_views(members: list[keras.Model], x: np.ndarray, tta: str, batch_size: int) -> tuple[list[list[np.ndarray]], list[float]]:
+    """Every member's class probabilities for each view of `VIEWS[tta]`, and the seconds each view took. The
+    members run as one model, so each view is one `predict` pass."""
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    together = keras.Model(inputs, [member(inputs, training=False) for member in members], name="members")
+    probs, seconds = [], []
+    for view in VIEWS[tta](x):
+        start = time.perf_counter()
+        probs.append(list(together.predict(model_input(view), batch_size=batch_size, verbose=0)))
+        seconds.append(time.perf_counter() - start)
+    return probs, seconds
+
+
+def combiners(head: keras.Model) -> dict[str, Callable[[list[np.ndarray]], np.ndarray]]:
+    """Each ensemble's output from its members' probabilities: what `average_ensemble` and `stacked_ensemble` compute."""
+    return {
+        "ensemble": lambda probs: np.mean(probs, axis=0),
+        "ensemble_stacked": lambda probs: head.predict(np.concatenate(probs, axis=1), batch_size=1024, verbose=0),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,12 +100,21 @@ def main(argv: list[str] | None = None) -> None:
     members = [as_member(modelfiles.load_model(args.models / f"{name}.keras"), name) for name in names]
     keras.utils.set_random_seed(params.train.seed)  # before the stacked head's Dense layer draws its weights
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
-    fit_head(ensembles["ensemble_stacked"], members, val, params.ensemble.head_epochs, params.train.seed)
+    head = stacked_head(ensembles["ensemble_stacked"], len(members) * len(classes))
+    tta, batch_size = params.evaluate.tta, params.evaluate.batch_size
+    val_views, _ = member_views(members, val["x"], views_to_predict(tta) if tta == AUTO else "none", batch_size)
+    fit_head(head, np.concatenate(val_views[0], axis=1), val["targets"], params.ensemble.head_epochs, params.train.seed)
     with atomic.atomic_dir(args.out) as tmp:
         for name, model in ensembles.items():
             modelfiles.save_model(model, tmp / f"{name}.keras", {"members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
-    for name, model in ensembles.items():
-        evaluate_model(name, model, val, test, classes, params.evaluate, args.metrics, args.plots)
+    test_views, seconds = member_views(members, test["x"], views_to_predict(tta), batch_size)
+    for name, combine in combiners(head).items():
+        chosen, val_scores = best_views([combine(p) for p in val_views], val["y"]) if tta == AUTO else (tta, {})
+        n = view_count(chosen)
+        start = time.perf_counter()
+        probs = np.mean([combine(p) for p in test_views[:n]], axis=0)
+        elapsed = sum(seconds[:n]) + time.perf_counter() - start
+        write_evaluation(name, test["y"], probs, elapsed, chosen, val_scores, classes, args.metrics, args.plots)
 
 
 if __name__ == "__main__":

@@ -88,18 +88,26 @@ def evaluate_model(
     name: str, model: keras.Model, val: dict[str, np.ndarray], test: dict[str, np.ndarray], classes: list[str],
     params: EvaluateParams, metrics_dir: Path, plots_dir: Path, training: dict | None = None,
 ) -> dict:
-    """Choose the TTA views (on `val` for `auto`), predict the test split, write the report and the record
-    beside it (the views and their validation scores; inference time and `training`'s minutes and epochs:
-    timings vary run to run, so they are an output beside the metrics, not a metric); returns the summary metrics."""
+    """Choose the TTA views (on `val` for `auto`), predict the test split and write its evaluation."""
     tta, val_scores = choose_views(model, val, params.tta, params.batch_size)
     start = time.perf_counter()
     probs = predict_probs(model, test["x"], tta, params.batch_size)
     seconds = time.perf_counter() - start
-    summary = write_report(name, test["y"], probs, classes, metrics_dir, plots_dir)
+    return write_evaluation(name, test["y"], probs, seconds, tta, val_scores, classes, metrics_dir, plots_dir, training)
+
+
+def write_evaluation(
+    name: str, y: np.ndarray, probs: np.ndarray, seconds: float, tta: str, val_scores: dict[str, float],
+    classes: list[str], metrics_dir: Path, plots_dir: Path, training: dict | None = None,
+) -> dict:
+    """The report and the record beside it (the views and their validation scores; inference time and
+    `training`'s minutes and epochs: timings vary run to run, so they are an output beside the metrics, not a
+    metric); returns the summary metrics."""
+    summary = write_report(name, y, probs, classes, metrics_dir, plots_dir)
     chosen = {"tta_val_accuracy": {k: round(v, 6) for k, v in val_scores.items()}} if val_scores else {}
     atomic.write_json(
         record_file(metrics_dir, name),
-        {"ms_per_image": round(1000 * seconds / len(test["y"]), 3), "tta": tta, **chosen, "backend": keras.backend.backend()}
+        {"ms_per_image": round(1000 * seconds / len(y), 3), "tta": tta, **chosen, "backend": keras.backend.backend()}
         | (training or {}),
     )
     print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))

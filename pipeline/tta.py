@@ -49,12 +49,25 @@ def predict_probs(model: keras.Model, x: np.ndarray, tta: str, batch_size: int) 
     return np.mean(view_probs(model, x, tta, batch_size), axis=0)
 
 
+def views_to_predict(tta: str) -> str:
+    """The VIEWS entry to predict for `tta`; for `auto` the last, whose prefixes are all the others."""
+    return list(VIEWS)[-1] if tta == AUTO else tta
+
+
+def view_count(tta: str) -> int:
+    return len(VIEWS[tta](np.zeros((1, 1, 1))))
+
+
+def best_views(per_view: list[np.ndarray], y: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The VIEWS entry whose views (a prefix of `per_view`, the last entry's class probabilities) score best
+    on labels `y` (a tie goes to fewer views), with every entry's accuracy."""
+    scores = {name: float((np.mean(per_view[: view_count(name)], axis=0).argmax(axis=1) == y).mean()) for name in VIEWS}
+    return max(scores, key=scores.get), scores
+
+
 def choose_views(model: keras.Model, val: dict[str, np.ndarray], tta: str, batch_size: int) -> tuple[str, dict[str, float]]:
-    """`tta`, or for `auto` the views with the best validation accuracy (a tie goes to fewer views), with each
-    candidate's validation accuracy: the test split never takes part in the choice."""
+    """`tta`, or for `auto` the views with the best validation accuracy, with each candidate's validation
+    accuracy: the test split never takes part in the choice."""
     if tta != AUTO:
         return tta, {}
-    per_view = view_probs(model, val["x"], list(VIEWS)[-1], batch_size)
-    counts = {name: len(views(val["x"][:1])) for name, views in VIEWS.items()}
-    scores = {name: float((np.mean(per_view[:n], axis=0).argmax(axis=1) == val["y"]).mean()) for name, n in counts.items()}
-    return max(scores, key=scores.get), scores
+    return best_views(view_probs(model, val["x"], views_to_predict(AUTO), batch_size), val["y"])

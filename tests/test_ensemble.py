@@ -1,14 +1,21 @@
-"""The ensemble stage's stacked head: fitted on the members' validation probabilities, it is the head the
-saved stacked model applies."""
+"""The ensemble stage: its stacked head, fitted on the members' validation probabilities, is the head the saved
+stacked model applies, and the scores it reports from the members' probabilities are the saved models' scores."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import yaml
 
-from pipeline.ensemble import as_member, average_ensemble, fit_head, stacked_ensemble
-from pipeline.splits import model_input
-from tests.helpers import tiny_model
+from pipeline import ensemble, modelfiles
+from pipeline.ensemble import as_member, average_ensemble, fit_head, stacked_ensemble, stacked_head
+from pipeline.evaluate import evaluate_model
+from pipeline.params import load_params
+from pipeline.records import record_file
+from pipeline.splits import load_split, model_input
+from tests.helpers import save_model, tiny_model
 
 
 def test_the_head_fitted_on_member_probabilities_is_the_stacked_models_head():
@@ -26,14 +33,14 @@ def test_the_head_fitted_on_member_probabilities_is_the_stacked_models_head():
     before = [w.copy() for w in stacked.get_layer("predictions").get_weights()]
     member_weights = [[w.copy() for w in m.get_weights()] for m in members]
 
-    fit_head(stacked, members, val, epochs=30, seed=3)
+    probabilities = np.concatenate([m.predict(model_input(x), verbose=0) for m in members], axis=1)
+    fit_head(stacked_head(stacked, 14), probabilities, val["targets"], epochs=30, seed=3)
 
     kernel, bias = stacked.get_layer("predictions").get_weights()
     assert not np.allclose(kernel, before[0])
     for member, weights in zip(members, member_weights):  # the members stay frozen
         assert all(np.array_equal(a, b) for a, b in zip(member.get_weights(), weights))
     x = model_input(x)
-    probabilities = np.concatenate([m.predict(x, verbose=0) for m in members], axis=1)
     logits = probabilities @ kernel + bias
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
@@ -52,3 +59,36 @@ def test_two_files_of_one_architecture_ensemble_under_their_member_names():
     ensemble = average_ensemble([as_member(first, "a"), as_member(second, "b")])
     expected = (first.predict(x, verbose=0) + second.predict(x, verbose=0)) / 2
     np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_stage_reports_what_its_saved_ensembles_score(tmp_path):
+    """The stage scores both ensembles from each member's probabilities of each view, predicted once; evaluating
+    the saved ensemble files the way evaluate@<model> does gives the same views, accuracy and loss."""
+    rng = np.random.default_rng(0)
+    prepared, models = tmp_path / "prepared", tmp_path / "models"
+    prepared.mkdir()
+    (prepared / "classes.json").write_text(json.dumps(modelfiles.read_info(save_model(models, "a", tiny_model(1)))["classes"]))
+    save_model(models, "b", tiny_model(2))
+    for split, n in (("val", 96), ("test", 80)):
+        y = rng.integers(0, 7, n)
+        x = np.clip(rng.uniform(0, 255, (n, 1, 1)) + rng.normal(0, 30, (n, 48, 48)), 0, 255).astype(np.uint8)
+        np.savez(prepared / f"{split}.npz", x=x, y=y, targets=np.eye(7, dtype=np.float32)[y])
+    params = {"models": {"a": {"architecture": "fer_resnet"}, "b": {"architecture": "fer_resnet"}},
+              "ensemble": {"members": ["a", "b"], "head_epochs": 5}, "evaluate": {"tta": "auto", "batch_size": 32}}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = {"metrics": tmp_path / "metrics", "plots": tmp_path / "plots"}
+    ensemble.main(["--params", str(tmp_path / "params.yaml"), "--prepared", str(prepared), "--models", str(models),
+                   "--out", str(tmp_path / "out"), "--metrics", str(stage["metrics"]), "--plots", str(stage["plots"])])  # fmt: skip
+
+    val, test = load_split(prepared / "val.npz"), load_split(prepared / "test.npz")
+    classes = json.loads((prepared / "classes.json").read_text())
+    evaluate_params = load_params(tmp_path / "params.yaml").evaluate
+    for name in ("ensemble", "ensemble_stacked"):
+        saved = modelfiles.load_model(tmp_path / "out" / f"{name}.keras")
+        expected = evaluate_model(name, saved, val, test, classes, evaluate_params, tmp_path / "check", tmp_path / "check_plots")
+        reported = json.loads((stage["metrics"] / f"{name}.json").read_text())
+        assert reported["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+        assert reported["loss"] == pytest.approx(expected["loss"], rel=1e-4)
+        record, check = (json.loads(record_file(d, name).read_text()) for d in (stage["metrics"], tmp_path / "check"))
+        assert record["tta"] == check["tta"]
+        assert record["tta_val_accuracy"] == pytest.approx(check["tta_val_accuracy"], abs=1e-6)
