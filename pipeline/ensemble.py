@@ -61,11 +61,14 @@ def fit_head(head: keras.Model, probabilities: np.ndarray, targets: np.ndarray, 
     head.fit(probabilities, targets, batch_size=64, epochs=epochs, verbose=0)
 
 
-def member_views(members: list[keras.Model], x: np.ndarray, tta: str, batch_size: int) -> tuple[list[list[np.ndarray]], list[float]]:
-    """Every member's class probabilities for each view of `VIEWS[tta]`, and the seconds each view took. The
-    members run as one model, so each view is one `predict` pass."""
+def all_members(members: list[keras.Model]) -> keras.Model:
+    """The members as one model with an output each, so each view of a split is one `predict` pass."""
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
-    together = keras.Model(inputs, [member(inputs, training=False) for member in members], name="members")
+    return keras.Model(inputs, [member(inputs, training=False) for member in members], name="members")
+
+
+def member_views(together: keras.Model, x: np.ndarray, tta: str, batch_size: int) -> tuple[list[list[np.ndarray]], list[float]]:
+    """Every member's class probabilities for each view of `VIEWS[tta]`, and the seconds each view took."""
     probs, seconds = [], []
     for view in VIEWS[tta](x):
         start = time.perf_counter()
@@ -101,13 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     keras.utils.set_random_seed(params.train.seed)  # before the stacked head's Dense layer draws its weights
     ensembles = {"ensemble": average_ensemble(members), "ensemble_stacked": stacked_ensemble(members, len(classes))}
     head = stacked_head(ensembles["ensemble_stacked"], len(members) * len(classes))
-    tta, batch_size = params.evaluate.tta, params.evaluate.batch_size
-    val_views, _ = member_views(members, val["x"], views_to_predict(tta) if tta == AUTO else "none", batch_size)
+    tta, batch_size, together = params.evaluate.tta, params.evaluate.batch_size, all_members(members)
+    val_views, _ = member_views(together, val["x"], views_to_predict(tta) if tta == AUTO else "none", batch_size)
     fit_head(head, np.concatenate(val_views[0], axis=1), val["targets"], params.ensemble.head_epochs, params.train.seed)
     with atomic.atomic_dir(args.out) as tmp:
         for name, model in ensembles.items():
             modelfiles.save_model(model, tmp / f"{name}.keras", {"members": list(names), "classes": classes, "input_shape": list(INPUT_SHAPE)})
-    test_views, seconds = member_views(members, test["x"], views_to_predict(tta), batch_size)
+    test_views, seconds = member_views(together, test["x"], views_to_predict(tta), batch_size)
     for name, combine in combiners(head).items():
         chosen, val_scores = best_views([combine(p) for p in val_views], val["y"]) if tta == AUTO else (tta, {})
         n = view_count(chosen)

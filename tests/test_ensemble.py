@@ -13,8 +13,8 @@ from pipeline import ensemble, modelfiles
 from pipeline.ensemble import as_member, average_ensemble, fit_head, stacked_ensemble, stacked_head
 from pipeline.evaluate import evaluate_model
 from pipeline.params import load_params
-from pipeline.records import record_file
-from pipeline.splits import load_split, model_input
+from pipeline.records import metrics_file, record_file
+from pipeline.splits import load_classes, load_split, model_input
 from tests.helpers import save_model, tiny_model
 
 
@@ -81,12 +81,12 @@ def test_the_stage_reports_what_its_saved_ensembles_score(tmp_path):
                    "--out", str(tmp_path / "out"), "--metrics", str(stage["metrics"]), "--plots", str(stage["plots"])])  # fmt: skip
 
     val, test = load_split(prepared / "val.npz"), load_split(prepared / "test.npz")
-    classes = json.loads((prepared / "classes.json").read_text())
+    classes = load_classes(prepared)
     evaluate_params = load_params(tmp_path / "params.yaml").evaluate
     for name in ("ensemble", "ensemble_stacked"):
         saved = modelfiles.load_model(tmp_path / "out" / f"{name}.keras")
         expected = evaluate_model(name, saved, val, test, classes, evaluate_params, tmp_path / "check", tmp_path / "check_plots")
-        reported = json.loads((stage["metrics"] / f"{name}.json").read_text())
+        reported = json.loads(metrics_file(stage["metrics"], name).read_text())
         assert reported["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
         assert reported["loss"] == pytest.approx(expected["loss"], rel=1e-4)
         record, check = (json.loads(record_file(d, name).read_text()) for d in (stage["metrics"], tmp_path / "check"))
