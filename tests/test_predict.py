@@ -260,6 +260,13 @@ def test_ensemble_flag_uses_the_ensemble_model(models_dir, photos, capsys):
     assert code == 0 and json.loads(out)["model"] == "ensemble"
 
 
+def test_a_shipped_model_is_found_by_name_without_models_dir(photos, capsys):
+    code, out, _ = run_main(["--model", "ferplus", "--json", str(photos["single"])], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["model"] == "ferplus" and "contempt" in result["classes"]
+    assert len(result["images"][0]["faces"]) == 1
+
+
 def test_without_a_model_name_or_a_shipped_model_the_ensemble_is_the_default(models_dir, photos, tmp_path, capsys,
                                                                              monkeypatch):
     monkeypatch.setattr(modelfiles, "SHIPPED_MODEL", tmp_path / "fer2013.keras")  # not shipped (yet)

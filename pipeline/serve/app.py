@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    app = build_app(args.models_dir or [modelfiles.SHIPPED_DIR, *modelfiles.MODELS_DIRS], args.metrics_dir, args.detector)
+    app = build_app(args.models_dir or list(modelfiles.MODELS_DIRS), args.metrics_dir, args.detector)
     try:
         app.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD)
     except OSError as err:

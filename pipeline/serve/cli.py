@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--model", help="model name in --models-dir, or a .keras path (default: models/fer2013.keras)")
     which.add_argument("--ensemble", action="store_true", help="use the ensemble model (same as --model ensemble)")
     parser.add_argument("--models-dir", type=Path, action="append",
-                        help="folder of trained models (repeatable; default: data/models and data/ensemble)")
+                        help="folder of models (repeatable; default: the shipped models/, then data/models and data/ensemble)")
     parser.add_argument("--detector", choices=list(detect.DETECTORS), default=detect.DEFAULT_DETECTOR,
                         help=f"face detector (default {detect.DEFAULT_DETECTOR})")
     parser.add_argument("--whole-image", action="store_true", help="classify the centre square of pictures without a face")
