@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 # The released models, committed to the repository; fer2013 is the serving API's default when present.
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_MODEL = SHIPPED_DIR / "fer2013.keras"
-# Where a model is found by name, in this order: the released models, then where `dvc repro` puts the
-# members and the ensembles.
-MODELS_DIRS = (SHIPPED_DIR, Path("data/models"), Path("data/ensemble"))
+# Where `dvc repro` puts the members and the ensembles.
+PIPELINE_DIRS = (Path("data/models"), Path("data/ensemble"))
+# Where a model is found by name, in this order: the released models, then the pipeline's.
+MODELS_DIRS = (SHIPPED_DIR, *PIPELINE_DIRS)
 
 
 def save_model(model: keras.Model, path: str | Path, info: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Ship a model the pipeline trained and evaluated: `models/<as>.keras` with a .json that says what it is.
 
     python -m pipeline.ship fer_resnet --as fer2013 --command "dvc exp run -n cpu-fer2013 ..."
+    python -m pipeline.ship ensemble --as fer2013_ensemble --command "..."   # an ensemble and its members' cards
 
 The .json carries the class names in output order, the data and splits it was trained and tested on,
 the command that made it, its test metrics, training minutes, device and date: what a model card needs.
@@ -28,59 +29,93 @@ SPLITS = {  # dataset → where each split comes from
 }
 
 
-def shipped_info(
-    train_info: dict, options: dict, data: dict, test_metrics: dict, test_images: int, tta: str, command: str
-) -> dict:
-    """The released model's .json from the train stage's .json, the model's builder `options` in params.yaml
-    and the evaluate stage's metrics."""
-    options = dict(options)
+def shipped_info(made: dict, facts: dict, test_metrics: dict, test_images: int, tta: str, command: str) -> dict:
+    """The released model's .json: what made it (`made`, the .json the train or ensemble stage wrote), what
+    it is (`facts`: a trained net's or an ensemble's), and how the evaluation scored it."""
+    data = facts["data"]
     return {
-        "classes": train_info["classes"],
-        "input_shape": train_info["input_shape"],
+        "classes": made["classes"],
+        "input_shape": made["input_shape"],
         "input": "(N, 48, 48, 1) raw grey pixels 0..255; softmax out",
-        "architecture": options.pop("architecture", train_info["name"]),
-        "options": options,
-        "parameters": train_info["parameters"],
-        "data": data,
+        **facts,
         "splits": SPLITS[data["dataset"]] | {"test_images": test_images},
         "test": {"tta": tta} | {k: round(v, 4) for k, v in test_metrics.items()},
-        "best_val_accuracy": round(train_info["best_val_accuracy"], 4),
-        "epochs": train_info["epochs_run"],
-        "train_minutes": round(train_info["train_minutes"], 1),
-        "history": train_info["history"],
-        "device": f"{device_name()} ({train_info['backend']}, {train_info['precision']})",
         "command": command,
         "date": datetime.date.today().isoformat(),
     }
 
 
+def net_facts(train_info: dict, options: dict) -> dict:
+    """A trained net, from the train stage's .json and its builder `options` in params.yaml."""
+    options = dict(options)
+    return {
+        "architecture": options.pop("architecture", train_info["name"]),
+        "options": options,
+        "parameters": train_info["parameters"],
+        "data": train_info["data"],
+        "best_val_accuracy": round(train_info["best_val_accuracy"], 4),
+        "epochs": train_info["epochs_run"],
+        "train_minutes": round(train_info["train_minutes"], 1),
+        "history": train_info["history"],
+        "device": f"{device_name()} ({train_info['backend']}, {train_info['precision']})",
+    }
+
+
+def ensemble_facts(ensemble_info: dict, members: dict[str, dict], parameters: int, val_accuracy: dict) -> dict:
+    """An ensemble, from the ensemble stage's .json and its members' own .json (kept whole, as their cards):
+    its data is what all members share (a member's teacher, say, stays with that member)."""
+    first, *others = (member["data"] for member in members.values())
+    return {
+        "architecture": ensemble_info["name"],
+        "parameters": parameters,
+        "data": {k: v for k, v in first.items() if all(other.get(k) == v for other in others)},
+        "val_accuracy": val_accuracy,
+        "train_minutes": round(sum(member["train_minutes"] for member in members.values()), 1),
+        "members": members,
+    }
+
+
+def trained_members(source: Path, made: dict, dirs: list[Path]) -> dict[Path, dict]:
+    """The file and .json of each net that was trained for this model: itself, or an ensemble's members."""
+    if "members" not in made:
+        return {source: made}
+    paths = [modelfiles.find_model(name, dirs) for name in made["members"]]
+    return {path: modelfiles.read_info(path) for path in paths}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a model of data/models that `evaluate@<model>` has scored")
+    parser.add_argument("model", help="a model or ensemble the pipeline has trained and scored (`evaluate@<model>`, `ensemble`)")
     parser.add_argument("--as", dest="name", required=True, help="the released name, e.g. fer2013")
     parser.add_argument("--command", required=True, help="the command that reproduces it, for the .json")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--models", type=Path, default=Path("data/models"))
+    parser.add_argument("--models", type=Path, action="append",
+                        help="folder of the model and an ensemble's members (repeatable; default: data/models and data/ensemble)")
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--out", type=Path, default=Path("models"))
     args = parser.parse_args(argv)
-    params = load_params(args.params)
-    source = args.models / f"{args.model}.keras"
-    train_info = modelfiles.read_info(source)
-    data = train_info["data"]  # what the train stage recorded: source, dataset, classes, relabel, balance, teacher
-    if data["source"] == "sample":
-        raise PipelineError(f"{source} was trained on the synthetic sample: ship only models trained on real data")
+    dirs = args.models or list(modelfiles.PIPELINE_DIRS)
+    source = modelfiles.find_model(args.model, dirs)
+    made = modelfiles.read_info(source)  # what its stage recorded: for a net, the data (source, dataset, teacher...)
+    members = trained_members(source, made, dirs)
+    for path, info in members.items():
+        if info["data"]["source"] == "sample":
+            raise PipelineError(f"{path} was trained on the synthetic sample: ship only models trained on real data")
     metrics_path = metrics_file(args.metrics, args.model)
     if not metrics_path.exists():
         raise PipelineError(f"{metrics_path} not found: run `dvc repro evaluate@{args.model}` first")
+    record = json.loads(record_file(args.metrics, args.model).read_text())  # the views evaluate scored it with
+    model = modelfiles.load_model(source)
+    if "members" in made:
+        cards = {path.stem: info for path, info in members.items()}
+        facts = ensemble_facts(made, cards, model.count_params(), record.get("tta_val_accuracy", {}))
+    else:
+        facts = net_facts(made, load_params(args.params).model_config(args.model)[1])
     test = load_split(args.prepared / "test.npz")
-    tta = json.loads(record_file(args.metrics, args.model).read_text())["tta"]  # the views evaluate scored it with
-    info = shipped_info(
-        train_info, params.model_config(args.model)[1], data, json.loads(metrics_path.read_text()), len(test["y"]), tta, args.command,
-    )
+    info = shipped_info(made, facts, json.loads(metrics_path.read_text()), len(test["y"]), record["tta"], args.command)
     target = args.out / f"{args.name}.keras"
-    modelfiles.save_model(modelfiles.load_model(source), target, info)
+    modelfiles.save_model(model, target, info)
     size = target.stat().st_size / 2**20
     print(f"{target}: {info['architecture']}, test accuracy {info['test']['accuracy']:.4f} ({size:.1f} MB)")
 

@@ -14,6 +14,7 @@ import yaml
 
 from benchmarks.vs_fer_package import private_test
 from pipeline import modelfiles
+from pipeline.ensemble import as_member, average_ensemble
 from pipeline.classes import FER2013_LABELS
 from pipeline.tta import predict_probs
 from pipeline.models import build_model
@@ -44,8 +45,8 @@ def _workspace(root: Path, source: str) -> Path:
     return root
 
 
-def _ship(root: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipeline.ship", "lenet_bn", "--as", "fer2013", "--command", "dvc exp run -n x"]
+def _ship(root: Path, model: str = "lenet_bn", name: str = "fer2013") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.ship", model, "--as", name, "--command", "dvc exp run -n x"]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
 
@@ -77,6 +78,48 @@ def test_ship_refuses_a_sample_trained_model(tmp_path):
     assert not (root / "models").exists()
 
 
+def _ensemble_workspace(root: Path, second_source: str) -> Path:
+    """The single-model workspace plus a second member (distilled, so its data has a teacher) and their
+    average ensemble in data/ensemble, scored as the ensemble stage scores it."""
+    _workspace(root, "mirror")
+    first = root / "data" / "models" / "lenet_bn.keras"
+    info = json.loads(first.with_suffix(".json").read_text())
+    info["data"] = info["data"] | {"source": second_source, "distilled_from": {"teacher": "fer2013", "weight": 0.5}}
+    modelfiles.save_model(build_model("lenet_bn", 7), root / "data" / "models" / "lenet_bn_kd.keras", info)
+    members = [as_member(modelfiles.load_model(root / "data" / "models" / f"{name}.keras"), name) for name in ("lenet_bn", "lenet_bn_kd")]
+    ensemble_info = {"members": ["lenet_bn", "lenet_bn_kd"], "classes": CLASSES, "input_shape": [48, 48, 1]}
+    modelfiles.save_model(average_ensemble(members), root / "data" / "ensemble" / "ensemble.keras", ensemble_info)
+    (root / "metrics" / "ensemble.json").write_text(json.dumps({"accuracy": 0.65, "macro_f1": 0.55}))
+    record = {"tta": "flip", "tta_val_accuracy": {"none": 0.6, "flip": 0.62}, "ms_per_image": 2.0}
+    (root / "metrics" / "speed" / "ensemble.json").write_text(json.dumps(record))
+    return root
+
+
+def test_ship_an_ensemble_with_its_members_cards(tmp_path):
+    root = _ensemble_workspace(tmp_path, "mirror")
+    result = _ship(root, "ensemble", "fer2013_ensemble")
+    assert result.returncode == 0, result.stderr
+    info = json.loads((root / "models" / "fer2013_ensemble.json").read_text())
+    assert info["architecture"] == "ensemble" and sorted(info["members"]) == ["lenet_bn", "lenet_bn_kd"]
+    assert info["members"]["lenet_bn_kd"]["data"]["distilled_from"]["teacher"] == "fer2013"
+    assert info["data"] == {"source": "mirror", "dataset": "fer2013", "classes": "fer7", "relabel": "none", "balance": "class_weight", "train_images": 20}
+    assert info["test"] == {"tta": "flip", "accuracy": 0.65, "macro_f1": 0.55}
+    assert info["val_accuracy"] == {"none": 0.6, "flip": 0.62}
+    assert info["train_minutes"] == 6.0 and info["splits"]["test"] == "PrivateTest"
+    model = modelfiles.load_model(root / "models" / "fer2013_ensemble.keras")
+    assert model.count_params() == info["parameters"] == 2 * build_model("lenet_bn", 7).count_params()
+
+
+def test_ship_refuses_an_ensemble_with_a_sample_trained_member(tmp_path):
+    root = _ensemble_workspace(tmp_path, "sample")
+    result = _ship(root, "ensemble", "fer2013_ensemble")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: data/models/lenet_bn_kd.keras was trained on the synthetic sample: ship only models trained on real data"
+    ]
+    assert not (root / "models").exists()
+
+
 @pytest.fixture(scope="module")
 def private_test_slice(shared_datasets) -> tuple[np.ndarray, np.ndarray]:
     """Every 6th PrivateTest face (599): enough to tell a real model from a bad one in seconds."""
@@ -84,19 +127,19 @@ def private_test_slice(shared_datasets) -> tuple[np.ndarray, np.ndarray]:
     return x[::6], y[::6]
 
 
-@pytest.mark.parametrize("name, classes", [("fer2013", 7), ("ferplus", 8)])
+@pytest.mark.parametrize("name, classes", [("fer2013", 7), ("fer2013_ensemble", 7), ("ferplus", 8)])
 def test_shipped_models_load_and_recognise_real_faces(name, classes, private_test_slice):
     path = REPO / "models" / f"{name}.keras"
     info = modelfiles.read_info(path)
     model = modelfiles.load_model(path)
     assert model.input_shape == (None, 48, 48, 1)
     assert model.output_shape == (None, classes) and len(info["classes"]) == classes
-    assert path.stat().st_size < 20 * 2**20
+    assert path.stat().st_size < 4.2 * info["parameters"]  # float32 weights, no optimizer state
     assert info["data"]["source"] != "sample"
     x, y = private_test_slice
     probs = predict_probs(model, x, info["test"]["tta"], 256)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-3)
-    if name == "fer2013":  # the FER2013 labels are this model's own: its accuracy on a slice is near its card's
+    if info["data"]["dataset"] == "fer2013":  # the FER2013 labels are its own: its accuracy on a slice is near its card's
         accuracy = float((probs.argmax(1) == y).mean())
         assert abs(accuracy - info["test"]["accuracy"]) < 0.05
     else:  # FER+ relabelled many faces, but the clear ones agree: happy and surprise stay happy and surprise
