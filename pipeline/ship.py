@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
             raise PipelineError(f"{path} was trained on the synthetic sample: ship only models trained on real data")
     metrics_path = metrics_file(args.metrics, args.model)
     if not metrics_path.exists():
-        raise PipelineError(f"{metrics_path} not found: run `dvc repro evaluate@{args.model}` first")
+        stage = "ensemble" if "members" in made else f"evaluate@{args.model}"
+        raise PipelineError(f"{metrics_path} not found: run `dvc repro {stage}` first")
     record = json.loads(record_file(args.metrics, args.model).read_text())  # the views evaluate scored it with
     model = modelfiles.load_model(source)
     if "members" in made:
