@@ -3,6 +3,8 @@
     python -m pipeline.ship fer_resnet --as fer2013 --command "dvc exp run -n cpu-fer2013 ..."
     python -m pipeline.ship ensemble --as fer2013_ensemble --command "..."   # an ensemble and its members' cards
 
+A shipped file is committed to git, so a model over 20 MB (5 M float32 parameters) is refused.
+
 The .json carries the class names in output order, the data and splits it was trained and tested on,
 the command that made it, its test metrics, training minutes, device and date: what a model card needs.
 """
@@ -27,6 +29,7 @@ SPLITS = {  # dataset → where each split comes from
     "fer2013-images": {"train": "train/ less val_fraction", "val": "val_fraction of train/", "test": "test/"},
     "apollo6": {"train": "train/ less val_fraction", "val": "val_fraction of train/", "test": "test/"},
 }
+MAX_FILE_BYTES = 20_000_000  # a shipped model is a file in git: issue #9 caps each at 20 MB
 
 
 def shipped_info(made: dict, facts: dict, test_metrics: dict, test_images: int, tta: str, command: str) -> dict:
@@ -83,6 +86,16 @@ def trained_members(source: Path, made: dict, dirs: list[Path]) -> dict[Path, di
     return {path: modelfiles.read_info(path) for path in paths}
 
 
+def check_file_size(name: str, parameters: int) -> None:
+    """Refuse, before anything is written, a model whose float32 weights alone pass the size cap."""
+    size = 4 * parameters
+    if size > MAX_FILE_BYTES:
+        raise PipelineError(
+            f"{name}: {parameters:,} parameters make a {size / 1e6:.1f} MB file, over the {MAX_FILE_BYTES / 1e6:.0f} MB "
+            "a shipped model may be: ship a smaller model (an ensemble: fewer or smaller members)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model or ensemble the pipeline has trained and scored (`evaluate@<model>`, `ensemble`)")
@@ -98,17 +111,19 @@ def main(argv: list[str] | None = None) -> None:
     dirs = args.models or list(modelfiles.PIPELINE_DIRS)
     source = modelfiles.find_model(args.model, dirs)
     made = modelfiles.read_info(source)  # what its stage recorded: for a net, the data (source, dataset, teacher...)
+    is_ensemble = "members" in made
     members = trained_members(source, made, dirs)
     for path, info in members.items():
         if info["data"]["source"] == "sample":
             raise PipelineError(f"{path} was trained on the synthetic sample: ship only models trained on real data")
     metrics_path = metrics_file(args.metrics, args.model)
     if not metrics_path.exists():
-        stage = "ensemble" if "members" in made else f"evaluate@{args.model}"
+        stage = "ensemble" if is_ensemble else f"evaluate@{args.model}"
         raise PipelineError(f"{metrics_path} not found: run `dvc repro {stage}` first")
     record = json.loads(record_file(args.metrics, args.model).read_text())  # the views evaluate scored it with
     model = modelfiles.load_model(source)
-    if "members" in made:
+    check_file_size(args.name, model.count_params())
+    if is_ensemble:
         cards = {path.stem: info for path, info in members.items()}
         facts = ensemble_facts(made, cards, model.count_params(), record.get("tta_val_accuracy", {}))
     else:
@@ -117,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     info = shipped_info(made, facts, json.loads(metrics_path.read_text()), len(test["y"]), record["tta"], args.command)
     target = args.out / f"{args.name}.keras"
     modelfiles.save_model(model, target, info)
-    size = target.stat().st_size / 2**20
+    size = target.stat().st_size / 1e6
     print(f"{target}: {info['architecture']}, test accuracy {info['test']['accuracy']:.4f} ({size:.1f} MB)")
 
 
