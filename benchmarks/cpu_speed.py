@@ -30,6 +30,8 @@ SETTINGS = [  # (label, environment, options)
     ("tensorflow, native, bf16, blocks 1-1-1", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "blocks": [1, 1, 1]}),
     ("tensorflow, native, bf16, stride-2 stem", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "stem": "stride"}),
     ("tensorflow, native, bf16, stride-2 stem, blocks 1-1-1 (the CPU preset)", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "stem": "stride", "blocks": [1, 1, 1]}),
+    ("tensorflow, portable kernels, float32, stride-2 stem, blocks 1-1-1", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "portable"}, {"stem": "stride", "blocks": [1, 1, 1]}),
+    ("tensorflow, native kernels, float32, stride-2 stem, blocks 1-1-1", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"stem": "stride", "blocks": [1, 1, 1]}),
     ("jax (XLA), float32", {"KERAS_BACKEND": "jax"}, {}),
     ("jax (XLA), mixed_bfloat16", {"KERAS_BACKEND": "jax"}, {"precision": "mixed_bfloat16"}),
     ("torch, float32", {"KERAS_BACKEND": "torch"}, {}),

@@ -1,4 +1,5 @@
-"""The device a number was measured on, named the same way in every benchmark and model card."""
+"""The device a number was measured on, named the same way in every benchmark and model card, and the
+training precision that device computes natively."""
 
 from __future__ import annotations
 
@@ -6,22 +7,61 @@ import os
 import platform
 from pathlib import Path
 
+# CPU flags (/proc/cpuinfo) of the instruction sets that compute bfloat16 natively; without them oneDNN
+# emulates it, and a mixed_bfloat16 train stage crawls (see `auto_precision`).
+BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
-def device_name() -> str:
-    """The GPU when the Keras backend has one, else the CPU's model name and core count."""
+
+def gpu_name() -> str | None:
+    """The Keras backend's GPU, or None when it computes on the CPU."""
     import keras
 
     if keras.backend.backend() == "torch":
         import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     if keras.backend.backend() == "jax":
         import jax
 
-        if jax.devices()[0].platform != "cpu":
-            return str(jax.devices()[0])
+        return str(jax.devices()[0]) if jax.devices()[0].platform != "cpu" else None
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return gpus[0].name if gpus else None
+    return None
+
+
+def _cpuinfo() -> str:
     cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return cpuinfo.read_text() if cpuinfo.exists() else ""
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The instruction-set flags of the first CPU in a /proc/cpuinfo text (none elsewhere)."""
+    line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def device_name() -> str:
+    """The GPU when the Keras backend has one, else the CPU's model name and core count."""
+    gpu = gpu_name()
+    if gpu is not None:
+        return gpu
+    lines = _cpuinfo().splitlines()
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
     return f"{name}, {os.cpu_count()} cores"
+
+
+def native_precision(gpu: str | None, cpu_flags: set[str]) -> str:
+    """The mixed precision a device computes natively (float16 on a GPU, bfloat16 on a CPU with AVX-512 BF16
+    or AMX), else float32: on an AVX2-only CPU a mixed_bfloat16 train stage ran at 4 images/s
+    (benchmarks/results/cpu_speed_avx2.md)."""
+    if gpu is not None:
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_flags & BFLOAT16_CPU_FLAGS else "float32"
+
+
+def auto_precision() -> str:
+    """`train.precision: auto` on this machine."""
+    return native_precision(gpu_name(), cpu_flags(_cpuinfo()))

@@ -93,7 +93,8 @@ class TrainParams:
     dropout: float | None = field(default=None, metadata={"min": 0.0, "max": 0.95})
     warmup_epochs: int = field(default=0, metadata={"min": 0, "max": 10_000})  # cosine only: linear warm-up from 0
     jit_compile: bool = False  # XLA: measured slower than plain TensorFlow on our 2-core CPU (benchmarks/)
-    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"  # bf16: CPUs with AVX-512 BF16
+    # auto: the mixed precision this machine computes natively, else float32 (pipeline.device.native_precision)
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16", "auto"] = "float32"
     seed: int = field(default=42, metadata={"min": 0, "max": SEED_MAX})
     augment: AugmentParams = AugmentParams()
 

@@ -29,6 +29,7 @@ from dvclive.utils import standardize_metric_name  # noqa: E402
 from pipeline import atomic, plots  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402
 from pipeline import modelfiles  # noqa: E402
+from pipeline.device import auto_precision, device_name  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.params import Params, TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
@@ -336,9 +337,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     train_params, options = params.model_config(args.model)
+    native = auto_precision()
+    if train_params.precision == "auto":
+        train_params = dataclasses.replace(train_params, precision=native)
     if train_params.precision == "mixed_bfloat16" and quiet.kernels() != "native":
         # TensorFlow fixed its kernels when it loaded: start again on the CPU's own (bf16) instruction set.
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], quiet.environ_for("native"))
+    if train_params.precision == "mixed_bfloat16" and native == "float32":
+        print(f"warning: train.precision=mixed_bfloat16 on a CPU without AVX-512 BF16 or AMX ({device_name()}) is emulated, "
+              "~12x slower than float32: set train.precision=auto", file=sys.stderr)
+    print(f"{args.model}: {train_params.precision} on {device_name()}", file=sys.stderr)
     classes = load_classes(args.prepared)
     train, teacher = load_train(args.balanced, args.distilled)
     val = load_split(args.prepared / "val.npz")

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pipeline import distill
+from pipeline.device import auto_precision, device_name
 from pipeline.params import parse_params
 from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint
 
@@ -25,7 +26,7 @@ EPOCHS = 5
 PARAMS = {
     "train": {
         "epochs": EPOCHS, "batch_size": 32, "lr": 0.003, "optimizer": "adamw", "schedule": "cosine",
-        "warmup_epochs": 1, "precision": "mixed_bfloat16", "seed": 3,
+        "warmup_epochs": 1, "precision": "auto", "seed": 3,
         "augment": {"flip": False, "rotation": 0.0, "shift": 0.0, "zoom": 0.0, "contrast": 0.0},
     },
     "models": {"lenet_bn": {}},
@@ -109,6 +110,15 @@ def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run
     assert len(curve.read_text().splitlines()) == 1 + EPOCHS
     assert not (stage_inputs / "killed" / "checkpoints" / "lenet_bn").exists()
     assert "images/s" in resumed.stderr
+
+
+def test_auto_precision_trains_in_what_this_machine_computes_natively(stage_inputs):
+    """`auto` is resolved once, by the train stage, and the model's .json records the precision it trained in."""
+    result = _run(stage_inputs, "auto")
+    info = json.loads((stage_inputs / "auto" / "models" / "lenet_bn.json").read_text())
+    assert info["precision"] == auto_precision()
+    assert f"lenet_bn: {auto_precision()} on {device_name()}" in result.stderr.splitlines()
+    assert "train.precision=mixed_bfloat16" not in result.stderr  # the slow-bfloat16 warning
 
 
 def test_time_budget_stops_mid_run_and_counts_the_partial_epoch(stage_inputs):
