@@ -203,8 +203,8 @@ def _weights_after_training(root: Path, run: str, prefix: tuple[str, ...] = (), 
 
 def test_training_is_bit_identical_across_cpu_instruction_sets_and_core_counts(stage_folder):
     """What differed between two machines of one kind: the CPU's instruction set (oneDNN picks its kernels by
-    it; quiet caps it at AVX2, so this AVX-512 machine runs what an AVX2-only one runs) and the number of
-    cores TensorFlow's thread pools follow (quiet fixes it at 2)."""
+    it; quiet caps it at AVX2) and the number of cores TensorFlow's thread pools follow (quiet fixes it at 2).
+    A real AVX2-only CPU of another generation still trains other weights (README, Reproducibility)."""
     reference = _weights_after_training(stage_folder, "ref")
     assert _weights_after_training(stage_folder, "avx2", ONEDNN_MAX_CPU_ISA="AVX2") == reference
     assert _weights_after_training(stage_folder, "one_core", prefix=("taskset", "-c", "0")) == reference
