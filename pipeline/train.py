@@ -346,7 +346,6 @@ def main(argv: list[str] | None = None) -> None:
     if train_params.precision == "mixed_bfloat16" and native == "float32":
         print(f"warning: train.precision=mixed_bfloat16 on a CPU without AVX-512 BF16 or AMX ({device_name()}) is emulated, "
               "~12x slower than float32: set train.precision=auto", file=sys.stderr)
-    print(f"{args.model}: {train_params.precision} on {device_name()}", file=sys.stderr)
     classes = load_classes(args.prepared)
     train, teacher = load_train(args.balanced, args.distilled)
     val = load_split(args.prepared / "val.npz")
@@ -360,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic.save_figure(live_dir / "curves.png", plots.training_curves_figure(info["history"], args.model))
     print(
         f"{args.model}: best val accuracy {info['best_val_accuracy']:.4f} at epoch {info['best_epoch']}/{info['epochs_run']}, "
-        f"{info['seconds_per_epoch']:.1f} s/epoch ({info['train_images_per_second']:.0f} images/s, {info['backend']})"
+        f"{info['seconds_per_epoch']:.1f} s/epoch ({info['train_images_per_second']:.0f} images/s, {info['backend']}, {info['precision']})"
     )
 
 
