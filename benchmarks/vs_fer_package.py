@@ -36,7 +36,7 @@ from pipeline.decode import decode_fer2013_csv
 from pipeline.device import device_name
 from pipeline.models import build_model
 from pipeline.splits import model_input
-from pipeline.tta import VIEWS
+from pipeline.tta import VIEWS, view_count
 
 
 def official_splits(mirror: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -60,8 +60,9 @@ def accuracies(predict: Callable[[np.ndarray], np.ndarray], splits: dict[str, tu
     scores = {}
     for split, (x, y) in splits.items():
         prefix = "" if split == "test" else f"{split}_"
+        per_view = [predict(view) for view in VIEWS["flip"](x)]  # "none"'s one view is its first: predicted once
         for tta, key in (("none", "accuracy"), ("flip", "accuracy_flip_tta")):
-            probs = np.mean([predict(view) for view in VIEWS[tta](x)], axis=0)
+            probs = np.mean(per_view[: view_count(tta)], axis=0)
             scores[prefix + key] = round(float((probs.argmax(1) == y).mean()), 4)
     return scores
 
