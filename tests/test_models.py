@@ -31,7 +31,7 @@ def _layers_of(model, kind):
 def test_registry_names():
     assert set(MODELS) == {
         "riv_base", "riv_avgpool", "riv_wide", "riv_k5", "riv_deep", "riv_valid",
-        "mondal_shallow", "mondal_dropout", "mondal_deep", "sodhi_scratch", "lenet_bn", "fer_resnet",
+        "mondal_shallow", "mondal_dropout", "mondal_deep", "sodhi_scratch", "lenet_bn", "fer_resnet", "mini_xception",
         "resnet50", "mobilenet_v2", "inception_v3", "efficientnet_b0",
     }  # fmt: skip
     assert TRANSFER_MODELS <= set(MODELS)
