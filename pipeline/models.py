@@ -217,6 +217,11 @@ def lenet_bn(
     return keras.Model(inputs, _classifier(x, num_classes, l2), name=name)
 
 
+def _positive_ints(values) -> bool:
+    """The rule for a builder's `widths`/`blocks` option values."""
+    return all(isinstance(v, int) and v > 0 for v in values)
+
+
 def _conv3x3(width: int, stride: int, l2: float) -> layers.Layer:
     return layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, kernel_regularizer=_regularizer(l2))
 
@@ -263,7 +268,7 @@ def fer_resnet(
     channels, each later stage halving the size), global average pooling, Dropout 0.3, softmax.
     Downsampling before the first stage cuts the FLOPs per image ~4x against a 48 px first stage.
     """
-    if len(widths) != len(blocks) or not all(isinstance(v, int) and v > 0 for v in (*widths, *blocks)):
+    if len(widths) != len(blocks) or not _positive_ints((*widths, *blocks)):
         raise PipelineError(f"models.{name}: widths and blocks must be lists of positive integers of one length")
     inputs, x = _inputs(augment)
     x = layers.Rescaling(1 / 127.5, offset=-1)(x)
@@ -301,7 +306,7 @@ def mini_xception(
     a 3x3/2 max-pool, added to a strided 1x1 projection; a 3x3 conv to the classes, global average
     pooling, softmax. No dropout in the paper (`dropout` adds one before the last conv).
     """
-    if not widths or not all(isinstance(v, int) and v > 0 for v in widths):
+    if not widths or not _positive_ints(widths):
         raise PipelineError(f"models.{name}: widths must be a list of positive integers")
     inputs, x = _inputs(augment)
     x = layers.Rescaling(1 / 127.5, offset=-1)(x)
