@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline import archives, atomic, modelfiles, quiet
 from pipeline.classes import FER2013_LABELS
-from pipeline.clean import image_hashes
+from pipeline.clean import copied_from, image_hashes
 from pipeline.decode import decode_fer2013_csv
 from pipeline.device import device_name
 from pipeline.errors import PipelineError, run_cli
@@ -44,18 +44,13 @@ from pipeline.splits import model_input
 from pipeline.tta import VIEWS, view_count
 
 
-def copied_in_training(hashes: np.ndarray, splits: np.ndarray) -> np.ndarray:
-    """True for each image that a Training image copies pixel for pixel (Training's own images included)."""
-    return np.isin(hashes, hashes[splits == "train"])
-
-
 def official_splits(mirror: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """FER2013's PrivateTest ("test") and PublicTest ("val") faces and label indices, as the CSV has them, and
     the PrivateTest faces with no copy in Training ("test_unseen")."""
     text = archives.read_member(mirror / "fer2013.tar.gz", "fer2013/fer2013.csv").decode()
     decoded = decode_fer2013_csv(text)
     split_of = decoded.meta["split"].to_numpy()
-    copied = copied_in_training(image_hashes(decoded.images), split_of)
+    copied = copied_from(image_hashes(decoded.images), split_of, ("train",))
     rows_of = {"test": split_of == "test", "val": split_of == "val", "test_unseen": (split_of == "test") & ~copied}
     labels = np.array([FER2013_LABELS.index(v) for v in decoded.meta["label"]])
     return {split: (decoded.images[rows], labels[rows]) for split, rows in rows_of.items()}

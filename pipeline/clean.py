@@ -35,6 +35,11 @@ def duplicate_mask(hashes: np.ndarray, splits: pd.Series) -> np.ndarray:
     return pd.DataFrame({"split": splits.to_numpy(), "hash": hashes}).duplicated().to_numpy()
 
 
+def copied_from(hashes: np.ndarray, splits: np.ndarray, sources: tuple[str, ...]) -> np.ndarray:
+    """True for each image whose pixels also sit in one of the `sources` splits (the image itself counts)."""
+    return np.isin(hashes, hashes[np.isin(splits, sources)])
+
+
 def leak_mask(hashes: np.ndarray, splits: pd.Series) -> np.ndarray:
     """Images that also sit in a later-evaluated split: train copies of val/test images, val copies of test ones.
 
@@ -44,6 +49,5 @@ def leak_mask(hashes: np.ndarray, splits: pd.Series) -> np.ndarray:
     later = {"train": ("val", "test"), "val": ("test",), "test": ()}
     mask = np.zeros(len(hashes), bool)
     for split, targets in later.items():
-        seen = set(hashes[np.isin(splits, targets)])
-        mask |= (splits == split) & np.isin(hashes, list(seen))
+        mask |= (splits == split) & copied_from(hashes, splits, targets)
     return mask

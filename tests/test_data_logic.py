@@ -9,7 +9,7 @@ from PIL import Image
 
 from pipeline.balance import RESAMPLERS, balance, balanced_class_weights
 from pipeline.classes import CLASS_SETS
-from pipeline.clean import blank_mask, duplicate_mask, image_hashes, leak_mask, nonface_mask
+from pipeline.clean import blank_mask, copied_from, duplicate_mask, image_hashes, leak_mask, nonface_mask
 from pipeline.decode import decode_fer2013_csv, decode_image, decode_image_folders, read_ferplus_votes
 from pipeline.errors import PipelineError
 from pipeline.params import BalanceParams, RelabelParams
@@ -117,6 +117,11 @@ def test_clean_masks():
     # image 1 and 2 repeat within train; image 3 (train) = 4 (val) = 5 (test)
     assert duplicate_mask(hashes, splits).tolist() == [False, False, True, False, False, False]
     assert leak_mask(hashes, splits).tolist() == [False, False, False, True, True, False]
+    assert copied_from(hashes, splits.to_numpy(), ("val",)).tolist() == [False, False, False, True, True, True]
+    assert copied_from(hashes, splits.to_numpy(), ()).tolist() == [False] * 6
+    copies = np.array(["a", "b", "c", "a", "d", "b"])
+    copy_splits = np.array(["train", "train", "test", "test", "val", "val"])
+    assert copied_from(copies, copy_splits, ("train",)).tolist() == [True, True, False, True, False, True]
     nf = np.array([votes(NF=10), votes(NF=5, neutral=5), votes(NF=6, happiness=4)])
     assert nonface_mask(nf).tolist() == [True, False, True]
 
