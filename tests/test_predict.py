@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from pipeline import modelfiles, predict  # noqa: E402
-from pipeline.classes import FER2013_LABELS  # noqa: E402
+from pipeline.classes import FER2013_LABELS, FERPLUS_LABELS  # noqa: E402
 from pipeline.serve import api, detect, images  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from tests.helpers import save_model, scene, tiny_model  # noqa: E402
@@ -260,10 +260,11 @@ def test_ensemble_flag_uses_the_ensemble_model(models_dir, photos, capsys):
     assert code == 0 and json.loads(out)["model"] == "ensemble"
 
 
-def test_a_shipped_model_is_found_by_name_without_models_dir(photos, capsys):
-    code, out, _ = run_main(["--model", "ferplus", "--json", str(photos["single"])], capsys)
+@pytest.mark.parametrize("name, classes", [("ferplus", FERPLUS_LABELS[:8]), ("fer2013_fast", FER2013_LABELS)])
+def test_a_shipped_model_is_found_by_name_without_models_dir(name, classes, photos, capsys):
+    code, out, _ = run_main(["--model", name, "--json", str(photos["single"])], capsys)
     result = json.loads(out)
-    assert code == 0 and result["model"] == "ferplus" and "contempt" in result["classes"]
+    assert code == 0 and result["model"] == name and result["classes"] == list(classes)
     assert len(result["images"][0]["faces"]) == 1
 
 

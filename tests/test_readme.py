@@ -22,6 +22,7 @@ COVERED = {
     ".venv/bin/python -m pipeline.report": "tests/test_report.py::test_report_shows_param_metric_and_image_changes",
     ".venv/bin/python -m pipeline.predict --model riv_base photo.jpg": "tests/test_predict.py::test_table_output",
     ".venv/bin/python -m pipeline.predict --model ferplus photo.jpg": "tests/test_predict.py::test_a_shipped_model_is_found_by_name_without_models_dir",
+    ".venv/bin/python -m pipeline.predict --model fer2013_fast photo.jpg": "tests/test_predict.py::test_a_shipped_model_is_found_by_name_without_models_dir",
     ".venv/bin/python -m pipeline.predict --ensemble --json": "tests/test_predict.py::test_ensemble_flag_uses_the_ensemble_model",
     "cat photo.jpg | .venv/bin/python -m pipeline.predict": "tests/test_predict.py::test_cli_stdin_json_and_partial_failure",
     ".venv/bin/python -m pipeline.predict --model riv_base --annotate": "tests/test_predict.py::test_annotate_one_image_writes_that_file",
