@@ -64,3 +64,91 @@ def test_the_fer_package_comparison_refuses_a_bad_build_spec_in_one_line_before_
         assert last.startswith(expected), result.stderr
         assert "Traceback" not in result.stderr
         assert not (tmp_path / "out.json").exists()
+
+
+def _prepared_splits(prepared: Path, classes: list[str]) -> dict:
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    prepared.mkdir()
+    (prepared / "classes.json").write_text(json.dumps(classes))
+    splits = {}
+    for split, n in (("val", 96), ("test", 80)):
+        x = np.clip(rng.uniform(0, 255, (n, 1, 1)) + rng.normal(0, 30, (n, 48, 48)), 0, 255).astype(np.uint8)
+        splits[split] = {"x": x, "y": rng.integers(0, len(classes), n)}
+        np.savez(prepared / f"{split}.npz", **splits[split])
+    return splits
+
+
+def test_the_ensemble_search_scores_every_subset_and_picks_on_validation(tmp_path):
+    """Files, a member inside a saved ensemble and a FER+ model (contempt dropped) are scored alone and in every
+    combination as the ensemble stage averages them; the pick is the best on validation, fewer members on a tie."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from benchmarks import ensemble_search
+    from pipeline import modelfiles
+    from pipeline.classes import FERPLUS_LABELS
+    from pipeline.ensemble import as_member, average_ensemble
+    from pipeline.tta import predict_probs
+    from tests.helpers import FER2013_LABELS, save_model, tiny_model
+
+    splits = _prepared_splits(tmp_path / "prepared", list(FER2013_LABELS))
+    models = tmp_path / "models"
+    a, b = tiny_model(1), tiny_model(2)
+    save_model(models, "a", a)
+    ens = average_ensemble([as_member(a, "first"), as_member(b, "second")])
+    modelfiles.save_model(ens, models / "ens.keras", {"classes": list(FER2013_LABELS)})
+    keras.utils.set_random_seed(3)
+    plus = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3, strides=2),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8, activation="softmax")])  # fmt: skip
+    save_model(models, "plus", plus, classes=FERPLUS_LABELS[:8])
+    out = tmp_path / "search.json"
+
+    ensemble_search.main([str(models / "a.keras"), f"{models / 'ens.keras'}:second", str(models / "plus.keras"),
+                          "--prepared", str(tmp_path / "prepared"), "--out", str(out), "--tta", "flip", "--batch-size", "32"])  # fmt: skip
+
+    result = json.loads(out.read_text())
+    rows = result["subsets"]
+    assert len(rows) == 7 and result["pick_by_validation"] == rows[0]
+    assert rows[0]["val"] == max(row["val"] for row in rows)
+    assert set(result["candidates"]) == {"a", "ens:second", "plus"}
+    def accuracy(model_probs, split):
+        return float((np.mean(model_probs, axis=0).argmax(1) == splits[split]["y"]).mean())
+
+    keep = [FERPLUS_LABELS.index(c) for c in FER2013_LABELS]  # contempt dropped, the rest renormalised
+    views = {}
+    for view in ("none", "flip"):
+        probs = {}
+        for s in splits:
+            plus_probs = predict_probs(plus, splits[s]["x"], view, 32)[:, keep]
+            probs[s] = [predict_probs(b, splits[s]["x"], view, 32), plus_probs / plus_probs.sum(1, keepdims=True)]
+        views[view] = {s: accuracy(probs[s], s) for s in splits}
+    chosen = "flip" if views["flip"]["val"] > views["none"]["val"] else "none"
+    row = next(r for r in rows if r["members"] == ["ens:second", "plus"])
+    assert row == {"members": ["ens:second", "plus"], "views": chosen, "val": views[chosen]["val"], "test": views[chosen]["test"]}
+
+
+def test_the_ensemble_search_names_a_missing_member_or_class_in_one_line(tmp_path):
+    from tests.helpers import save_model, tiny_model
+
+    _prepared_splits(tmp_path / "prepared", ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
+    models = tmp_path / "models"
+    save_model(models, "a", tiny_model(1))
+    save_model(models, "other", tiny_model(2), classes=("angry", "disgust", "scared", "happy", "sad", "surprise", "neutral"))
+    for spec, expected in (
+        (f"{models / 'a.keras'}:nothing", f"error: {models / 'a.keras'} has no member nothing: its layers are"),
+        (str(models / "other.keras"), f"error: {models / 'other.keras'} has no output for fear: every candidate needs the prepared data's classes"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmarks.ensemble_search", spec, "--prepared", str(tmp_path / "prepared"), "--out", str(tmp_path / "out.json")],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().startswith(expected), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.json").exists()
