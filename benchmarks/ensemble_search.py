@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = [label(spec) for spec in args.candidates]
     if len(set(labels)) < len(labels):
         raise PipelineError("two candidates have the same file name: give each file a name of its own")
-    views = {label(spec): candidate_views(spec, splits, classes, args.tta, args.batch_size) for spec in args.candidates}
+    views = {name: candidate_views(spec, splits, classes, args.tta, args.batch_size) for name, spec in zip(labels, args.candidates)}
     rows = score_subsets(views, splits)
     pick = rows[0]
     result = {
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         "device": device_name(),
         "split_val": "FER2013 PublicTest (validation)",
         "split_test": "FER2013 PrivateTest (test)",
-        "candidates": {label(spec): {"file": Path(spec.partition(":")[0]).name, "sha256": sha256_of(Path(spec.partition(":")[0]))}
-                       for spec in args.candidates},
+        "candidates": {name: {"file": Path(spec.partition(":")[0]).name, "sha256": sha256_of(Path(spec.partition(":")[0]))}
+                       for name, spec in zip(labels, args.candidates)},
         "tta_predicted": args.tta,
         "pick_by_validation": pick,
         "best_on_test_for_reference": max(rows, key=lambda row: row["test"]),
