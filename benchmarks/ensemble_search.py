@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline import atomic, modelfiles
 from pipeline.device import device_name
-from pipeline.distill import align_classes
+from pipeline.distill import align_classes, class_order
 from pipeline.download import sha256_of
 from pipeline.errors import PipelineError, run_cli
 from pipeline.splits import load_classes, load_split
@@ -48,11 +48,9 @@ def load_candidate(spec: str):
 
 def candidate_views(spec: str, splits: dict[str, dict], classes: list[str], tta: str, batch_size: int) -> dict[str, np.ndarray]:
     model, own = load_candidate(spec)
-    missing = [name for name in classes if name not in own]
-    if missing:
-        raise PipelineError(f"{spec} has no output for {', '.join(missing)}: every candidate needs the prepared data's classes")
+    order = class_order(own, classes, spec)
     return {
-        split: np.stack([align_classes(p, own, classes, spec) for p in view_probs(model, data["x"], tta, batch_size)])
+        split: np.stack([align_classes(p, order) for p in view_probs(model, data["x"], tta, batch_size)])
         for split, data in splits.items()
     }
 

@@ -22,16 +22,22 @@ from pipeline.splits import load_classes, load_split
 from pipeline.tta import predict_probs
 
 
-def align_classes(probs: np.ndarray, teacher_classes: list[str], classes: list[str], teacher: str) -> np.ndarray:
-    """The teacher's probabilities in the data's class order; classes the data lacks (e.g. a FER+ teacher's
-    contempt for a fer7 student) are dropped and the rest renormalised."""
-    missing = [c for c in classes if c not in teacher_classes]
+def class_order(model_classes: list[str], classes: list[str], source: str) -> list[int]:
+    """Where each of the data's classes sits in a model's outputs; checked before any prediction is paid for.
+    `source` names the model in the one-line error (`distill.teacher=X`, a file)."""
+    missing = [c for c in classes if c not in model_classes]
     if missing:
         raise PipelineError(
-            f"distill.teacher={teacher} has no output for {', '.join(missing)} (its classes: {', '.join(teacher_classes)}): "
-            "pick a teacher trained on the same classes as data.classes"
+            f"{source} has no output for {', '.join(missing)} (its classes: {', '.join(model_classes)}): "
+            "use a model trained on the classes of data.classes"
         )
-    aligned = probs[:, [teacher_classes.index(c) for c in classes]]
+    return [model_classes.index(c) for c in classes]
+
+
+def align_classes(probs: np.ndarray, order: list[int]) -> np.ndarray:
+    """A model's probabilities in the data's class order (`class_order`); classes the data lacks (e.g. a
+    FER+ model's contempt for fer7 data) are dropped and the rest renormalised."""
+    aligned = probs[:, order]
     return aligned / np.maximum(aligned.sum(axis=1, keepdims=True), 1e-12)
 
 
@@ -61,8 +67,8 @@ def distill(train: dict[str, np.ndarray], classes: list[str], params: DistillPar
     if not params.teacher:
         return train["targets"], {}
     path = teacher_file(params.teacher, shipped_dir)
-    probs = predict_each_image_once(modelfiles.load_model(path), train["x"])
-    teacher_probs = align_classes(probs, modelfiles.read_info(path)["classes"], classes, params.teacher)
+    order = class_order(modelfiles.read_info(path)["classes"], classes, f"distill.teacher={params.teacher}")
+    teacher_probs = align_classes(predict_each_image_once(modelfiles.load_model(path), train["x"]), order)
     agreement = float((teacher_probs.argmax(axis=1) == train["y"]).mean())
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()

@@ -142,7 +142,7 @@ def test_the_ensemble_search_names_a_missing_member_or_class_in_one_line(tmp_pat
     save_model(models, "other", tiny_model(2), classes=("angry", "disgust", "scared", "happy", "sad", "surprise", "neutral"))
     for spec, expected in (
         (f"{models / 'a.keras'}:nothing", f"error: {models / 'a.keras'} has no member nothing: its layers are"),
-        (str(models / "other.keras"), f"error: {models / 'other.keras'} has no output for fear: every candidate needs the prepared data's classes"),
+        (str(models / "other.keras"), f"error: {models / 'other.keras'} has no output for fear (its classes: angry, disgust, scared, happy, sad, surprise, neutral): use a model trained on the classes of data.classes"),
     ):
         result = subprocess.run(
             [sys.executable, "-m", "benchmarks.ensemble_search", spec, "--prepared", str(tmp_path / "prepared"), "--out", str(tmp_path / "out.json")],
