@@ -4,12 +4,17 @@ Knowledge distillation, offline: the teacher (`distill.teacher`, a model committ
 tracks its file) predicts each balanced train image once, with flip TTA, and each target becomes
 `(1 - weight) * label + weight * teacher`. Without a teacher the targets are the labels, unchanged, so
 the train stages see the same data as before and do not re-run.
+
+Transfer, the other way a shipped model teaches: `distill.init` names one whose weights each trained model
+starts from (e.g. the FER+ net for a FER2013 run: its classifier starts fresh, as the class counts differ);
+the stage hands its file to the train stages as `init.keras`.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -52,27 +57,31 @@ def predict_each_image_once(model, x: np.ndarray, batch_size: int = 256) -> np.n
     return predict_probs(model, x[first], "flip", batch_size)[inverse]
 
 
-def teacher_file(name: str, shipped_dir: Path) -> Path:
+def shipped_file(key: str, name: str, shipped_dir: Path) -> Path:
+    """The file of the shipped model that `distill.<key>` names."""
     shipped = modelfiles.available_models(shipped_dir)
     if name not in shipped:
         raise PipelineError(
-            f"distill.teacher={name} is not a shipped model in {shipped_dir}/ (have: {', '.join(shipped) or 'none'}): "
-            "a teacher must be committed there, so DVC re-runs distillation when it changes"
+            f"distill.{key}={name} is not a shipped model in {shipped_dir}/ (have: {', '.join(shipped) or 'none'}): "
+            "it must be committed there, so DVC re-runs distillation when it changes"
         )
     return shipped[name]
+
+
+def sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def distill(train: dict[str, np.ndarray], classes: list[str], params: DistillParams, shipped_dir: Path) -> tuple[np.ndarray, dict]:
     """The training targets, and what made them (for the student's .json)."""
     if not params.teacher:
         return train["targets"], {}
-    path = teacher_file(params.teacher, shipped_dir)
+    path = shipped_file("teacher", params.teacher, shipped_dir)
     order = class_order(modelfiles.read_info(path)["classes"], classes, f"distill.teacher={params.teacher}")
     teacher_probs = align_classes(predict_each_image_once(modelfiles.load_model(path), train["x"]), order)
     agreement = float((teacher_probs.argmax(axis=1) == train["y"]).mean())
-    with path.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    info = {"teacher": params.teacher, "weight": params.weight, "teacher_sha256": digest,
+    info = {"teacher": params.teacher, "weight": params.weight, "teacher_sha256": sha256(path),
             "teacher_train_agreement": round(agreement, 4)}  # fmt: skip
     return blend_targets(train["targets"], teacher_probs, params.weight), info
 
@@ -87,15 +96,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     train = load_split(args.balanced / "train.npz")
+    init = shipped_file("init", params.distill.init, args.shipped) if params.distill.init else None
     targets, info = distill(train, load_classes(args.prepared), params.distill, args.shipped)
     with atomic.atomic_dir(args.out) as tmp:
         atomic.save_npz(tmp / "targets.npz", targets=targets)
         atomic.write_json(tmp / "teacher.json", info)
+        if init:
+            shutil.copyfile(init, tmp / "init.keras")
+            atomic.write_json(tmp / "init.json", {"init": params.distill.init, "init_sha256": sha256(init)})
     if info:
         print(f"distill: {len(targets)} targets, {1 - params.distill.weight:g} label + {params.distill.weight:g} "
               f"{params.distill.teacher} (agrees with {info['teacher_train_agreement']:.1%} of the train labels)")
     else:
         print(f"distill: no teacher, {len(targets)} targets are the labels")
+    if init:
+        print(f"distill: every model starts from {params.distill.init}'s weights")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ class BalanceParams:
 class DistillParams:
     teacher: str = ""  # a shipped model's name (models/<teacher>.keras); "" trains on the labels alone
     weight: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})  # the teacher's share of each target
+    init: str = ""  # a shipped model whose weights every trained model starts from (same architecture); "" = random
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,24 @@ def run_fingerprint(name: str, params: TrainParams, options: dict, *arrays: np.n
     return digest.hexdigest()
 
 
+def start_from(model: keras.Model, source: keras.Model, source_name: str) -> None:
+    """Copy `source`'s weights into the fresh `model`, layer by layer (those with weights, in order); the last,
+    the classifier, starts fresh when the class counts differ. Any other difference is another architecture."""
+    targets, sources = [[layer for layer in m.layers if layer.weights] for m in (model, source)]
+
+    def shapes(layer: keras.layers.Layer) -> list[tuple]:
+        return [tuple(w.shape) for w in layer.weights]
+
+    if len(targets) != len(sources) or any(shapes(a) != shapes(b) for a, b in zip(targets[:-1], sources[:-1])):
+        raise PipelineError(
+            f"{source_name} is not the architecture of {model.name} (another layer count or shape): "
+            "train only models of its architecture and options, or unset distill.init"
+        )
+    for target, layer in zip(targets, sources):
+        if shapes(target) == shapes(layer):
+            target.set_weights(layer.get_weights())
+
+
 def load_checkpoint(folder: Path, fingerprint: str) -> dict | None:
     state_file = folder / "state.json"
     if not state_file.exists():
@@ -230,10 +248,13 @@ def train_model(
     checkpoints: Path,
     info: dict,
     live: Live | None = None,
+    init: Path | None = None,
 ) -> dict:
-    """Fit (resuming from `checkpoints` when it holds this run), save the best-val-accuracy epoch with
-    `info` and what the run measured in its .json, and return that .json's content."""
-    fingerprint = run_fingerprint(name, params, options, train["x"], train["targets"], val["x"], val["targets"])
+    """Fit (resuming from `checkpoints` when it holds this run; a fresh run starts from the weights of the
+    model file `init` when given), save the best-val-accuracy epoch with `info` and what the run measured in
+    its .json, and return that .json's content."""
+    start = [np.frombuffer(init.read_bytes(), np.uint8)] if init else []
+    fingerprint = run_fingerprint(name, params, options, train["x"], train["targets"], val["x"], val["targets"], *start)
     steps = int(np.ceil(len(train["y"]) / params.batch_size))
     state = load_checkpoint(checkpoints, fingerprint)
     keras.utils.set_random_seed(params.seed + (len(state["history"]) if state else 0))
@@ -250,6 +271,8 @@ def train_model(
             model = build_model(name, num_classes, augment=params.augment, dropout=params.dropout, l2=params.l2, **options)
         finally:
             keras.config.set_dtype_policy("float32")
+        if init:
+            start_from(model, modelfiles.load_model(init), f"distill.init ({init})")
         model.compile(
             optimizer=make_optimizer(params, steps),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
@@ -305,14 +328,15 @@ def train_model(
     return info
 
 
-def trained_on(params: Params, train_images: int, teacher: dict) -> dict:
+def trained_on(params: Params, train_images: int, teacher: dict, init: dict) -> dict:
     """What a model was trained on, for its .json: the app and the model card name it beside the metrics;
-    `teacher` is what the distill stage says made the targets (empty: the labels alone)."""
+    `teacher` is what the distill stage says made the targets (empty: the labels alone), `init` the model
+    it handed on to start from (empty: random weights)."""
     data = params.data
     return {
         "source": data.source, "dataset": data.dataset, "classes": data.classes,
         "relabel": params.relabel.scheme, "balance": params.balance.method, "train_images": int(train_images),
-    } | ({"distilled_from": teacher} if teacher else {})  # fmt: skip
+    } | ({"distilled_from": teacher} if teacher else {}) | ({"initialised_from": init} if init else {})  # fmt: skip
 
 
 def load_train(balanced: Path, distilled: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -322,6 +346,12 @@ def load_train(balanced: Path, distilled: Path) -> tuple[dict[str, np.ndarray], 
     if targets.shape != train["targets"].shape:
         raise PipelineError(f"{distilled}/targets.npz does not match {balanced}/train.npz: run `dvc repro distill`")
     return train | {"targets": targets}, json.loads((distilled / "teacher.json").read_text())
+
+
+def load_init(distilled: Path) -> tuple[Path | None, dict]:
+    """The model file the distill stage handed on to start from (`distill.init`), and what it is."""
+    path = distilled / "init.keras"
+    return (path, json.loads((distilled / "init.json").read_text())) if path.exists() else (None, {})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -348,13 +378,15 @@ def main(argv: list[str] | None = None) -> None:
               "~12x slower than float32: set train.precision=auto", file=sys.stderr)
     classes = load_classes(args.prepared)
     train, teacher = load_train(args.balanced, args.distilled)
+    init, init_info = load_init(args.distilled)
     val = load_split(args.prepared / "val.npz")
     class_weights = json.loads((args.balanced / "class_weights.json").read_text())
     live_dir = args.live / args.model / "train"
     with Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         info = train_model(
             args.model, train_params, options, train, val, class_weights, args.out / f"{args.model}.keras",
-            args.checkpoints / args.model, {"classes": classes, "input_shape": [48, 48, 1], "data": trained_on(params, len(train["y"]), teacher)}, live,
+            args.checkpoints / args.model, {"classes": classes, "input_shape": [48, 48, 1], "data": trained_on(params, len(train["y"]), teacher, init_info)},
+            live, init,
         )
     atomic.save_figure(live_dir / "curves.png", plots.training_curves_figure(info["history"], args.model))
     print(

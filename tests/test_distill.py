@@ -92,7 +92,22 @@ def test_an_unknown_teacher_is_one_line_naming_the_shipped_models(workspace):
     result = _distill(workspace, teacher="fer2099")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: distill.teacher=fer2099 is not a shipped model in models/ (have: teach): a teacher must be "
+        "error: distill.teacher=fer2099 is not a shipped model in models/ (have: teach): it must be "
         "committed there, so DVC re-runs distillation when it changes"
     ]
     assert (workspace / "data/distilled/targets.npz").read_bytes() == before
+
+
+def test_init_hands_the_shipped_file_on_and_an_unknown_one_is_one_line(workspace):
+    result = _distill(workspace, init="teach")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "distill: every model starts from teach's weights"
+    out = workspace / "data/distilled"
+    assert (out / "init.keras").read_bytes() == (workspace / "models/teach.keras").read_bytes()
+    assert json.loads((out / "init.json").read_text())["init"] == "teach"
+    result = _distill(workspace, init="fer2099")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: distill.init=fer2099 is not a shipped model in models/ (have: teach): ")
+    assert (out / "init.keras").exists()  # the failed run left the last good output whole
+    assert _distill(workspace).returncode == 0
+    assert not (out / "init.keras").exists()

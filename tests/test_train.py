@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,9 @@ import yaml
 from pipeline import distill
 from pipeline.device import auto_precision
 from pipeline.params import parse_params
-from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint
+from pipeline.errors import PipelineError
+from pipeline.models import build_model
+from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint, start_from
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -85,8 +88,13 @@ def _kill_after_first_epoch(root: Path, run: str) -> int:
     return len(json.loads(state.read_text())["history"])
 
 
-def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(stage_inputs):
-    whole = _run(stage_inputs, "whole")
+@pytest.fixture(scope="module")
+def whole(stage_inputs) -> subprocess.CompletedProcess:
+    """An uninterrupted run of lenet_bn, under stage_inputs/whole."""
+    return _run(stage_inputs, "whole")
+
+
+def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(stage_inputs, whole):
     done_before_kill = _kill_after_first_epoch(stage_inputs, "killed")
     assert 1 <= done_before_kill < EPOCHS
 
@@ -110,6 +118,49 @@ def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run
     assert len(curve.read_text().splitlines()) == 1 + EPOCHS
     assert not (stage_inputs / "killed" / "checkpoints" / "lenet_bn").exists()
     assert "images/s" in resumed.stderr
+
+
+def _first_epoch_from(stage_inputs: Path, tmp: Path, init: str) -> dict:
+    """The train json of one epoch at a learning rate too small to learn anything, after `distill.init=init`
+    ("" = random weights) with the uninterrupted run's model shipped as `learnt`."""
+    shipped = tmp / "models"
+    shipped.mkdir(exist_ok=True)
+    for suffix in (".keras", ".json"):
+        shutil.copyfile(stage_inputs / "whole" / "models" / f"lenet_bn{suffix}", shipped / f"learnt{suffix}")
+    params = tmp / f"params_{init}.yaml"
+    params.write_text(yaml.safe_dump(PARAMS | {"train": PARAMS["train"] | {"epochs": 1, "lr": 1e-9, "warmup_epochs": 0}, "distill": {"init": init}}))
+    distilled = tmp / f"distilled_{init}"
+    distill.main(["--params", str(params), "--prepared", str(stage_inputs / "prepared"), "--balanced",
+                  str(stage_inputs / "balanced"), "--shipped", str(shipped), "--out", str(distilled)])  # fmt: skip
+    command = _train_command(stage_inputs, f"from_{init}", params)
+    command[command.index("--distilled") + 1] = str(distilled)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads((stage_inputs / f"from_{init}" / "models" / "lenet_bn.json").read_text())
+
+
+def test_a_run_started_from_a_shipped_model_begins_where_that_model_ended(stage_inputs, whole, tmp_path):
+    learnt = json.loads((stage_inputs / "whole" / "models" / "lenet_bn.json").read_text())["best_val_accuracy"]
+    started = _first_epoch_from(stage_inputs, tmp_path, "learnt")
+    fresh = _first_epoch_from(stage_inputs, tmp_path, "")
+    assert started["history"][0]["val_accuracy"] == pytest.approx(learnt, abs=0.02)
+    assert fresh["history"][0]["val_accuracy"] < 0.6  # three classes: chance is 0.33
+    assert started["data"]["initialised_from"] == {"init": "learnt", "init_sha256": distill.sha256(tmp_path / "models" / "learnt.keras")}
+    assert "initialised_from" not in fresh["data"]
+
+
+def test_start_from_copies_all_but_a_classifier_of_another_class_count_and_refuses_another_architecture():
+    source, target = build_model("lenet_bn", 7), build_model("lenet_bn", 3)
+    before = target.layers[-1].get_weights()
+    start_from(target, source, "src")
+    weighted = [(a, b) for a, b in zip(target.layers, source.layers) if a.weights]
+    for a, b in weighted[:-1]:
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+    for kept, now in zip(before, target.layers[-1].get_weights()):
+        np.testing.assert_array_equal(kept, now)
+    with pytest.raises(PipelineError, match=r"^src is not the architecture of mondal_shallow \(another layer count or shape\): "):
+        start_from(build_model("mondal_shallow", 3), source, "src")
 
 
 def test_auto_precision_trains_in_what_this_machine_computes_natively(stage_inputs):
