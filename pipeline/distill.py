@@ -13,6 +13,7 @@ the stage hands its file to the train stages as `init.keras`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,6 @@ import numpy as np
 
 from pipeline import atomic, modelfiles
 from pipeline.clean import image_hashes
-from pipeline.download import sha256_of
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import DistillParams, load_params
 from pipeline.splits import load_classes, load_split
@@ -68,6 +68,11 @@ def shipped_file(key: str, name: str, shipped_dir: Path) -> Path:
     return shipped[name]
 
 
+def sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def distill(train: dict[str, np.ndarray], classes: list[str], params: DistillParams, shipped_dir: Path) -> tuple[np.ndarray, dict]:
     """The training targets, and what made them (for the student's .json)."""
     if not params.teacher:
@@ -76,7 +81,7 @@ def distill(train: dict[str, np.ndarray], classes: list[str], params: DistillPar
     order = class_order(modelfiles.read_info(path)["classes"], classes, f"distill.teacher={params.teacher}")
     teacher_probs = align_classes(predict_each_image_once(modelfiles.load_model(path), train["x"]), order)
     agreement = float((teacher_probs.argmax(axis=1) == train["y"]).mean())
-    info = {"teacher": params.teacher, "weight": params.weight, "teacher_sha256": sha256_of(path),
+    info = {"teacher": params.teacher, "weight": params.weight, "teacher_sha256": sha256(path),
             "teacher_train_agreement": round(agreement, 4)}  # fmt: skip
     return blend_targets(train["targets"], teacher_probs, params.weight), info
 
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic.write_json(tmp / "teacher.json", info)
         if init:
             shutil.copyfile(init, tmp / "init.keras")
-            atomic.write_json(tmp / "init.json", {"init": params.distill.init, "init_sha256": sha256_of(init)})
+            atomic.write_json(tmp / "init.json", {"init": params.distill.init, "init_sha256": sha256(init)})
     if info:
         print(f"distill: {len(targets)} targets, {1 - params.distill.weight:g} label + {params.distill.weight:g} "
               f"{params.distill.teacher} (agrees with {info['teacher_train_agreement']:.1%} of the train labels)")

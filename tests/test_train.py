@@ -20,7 +20,6 @@ import yaml
 from pipeline import distill
 from pipeline.device import auto_precision
 from pipeline.params import parse_params
-from pipeline.download import sha256_of
 from pipeline.errors import PipelineError
 from pipeline.models import build_model
 from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint, start_from
@@ -146,7 +145,7 @@ def test_a_run_started_from_a_shipped_model_begins_where_that_model_ended(stage_
     fresh = _first_epoch_from(stage_inputs, tmp_path, "")
     assert started["history"][0]["val_accuracy"] == pytest.approx(learnt, abs=0.02)
     assert fresh["history"][0]["val_accuracy"] < 0.6  # three classes: chance is 0.33
-    assert started["data"]["initialised_from"] == {"init": "learnt", "init_sha256": sha256_of(tmp_path / "models" / "learnt.keras")}
+    assert started["data"]["initialised_from"] == {"init": "learnt", "init_sha256": distill.sha256(tmp_path / "models" / "learnt.keras")}
     assert "initialised_from" not in fresh["data"]
 
 
