@@ -1,7 +1,7 @@
 """The one owner of model files: `<name>.keras` beside `<name>.json`, saved atomically, loaded safely, found by name.
 
-The .json says what the model needs and was made from: `classes` (its output order), `input_shape`, and what
-the stage that made it adds (training data, epochs, members). Loading uses Keras safe mode, so a model file can
+The .json says what the model needs and was made from: `classes` (its output order), `input_shape`, how the
+file stores its `weights`, and what the stage that made it adds (training data, epochs, members). Loading uses Keras safe mode, so a model file can
 never run code; the pipeline's custom layers are registered first so safe mode finds them.
 """
 
@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline import atomic
 from pipeline.errors import PipelineError
 
@@ -21,37 +23,45 @@ if TYPE_CHECKING:
 # The released models, committed to the repository; fer2013 is the serving API's default when present.
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_MODEL = SHIPPED_DIR / "fer2013.keras"
+# How a model file may store its weights; float16 halves a shipped file (see `save_model`).
+WEIGHT_DTYPES = ("float32", "float16")
+MIXED_POLICIES = ("mixed_bfloat16", "mixed_float16")
 # Where `dvc repro` puts the members and the ensembles.
 PIPELINE_DIRS = (Path("data/models"), Path("data/ensemble"))
 # Where a model is found by name, in this order: the released models, then the pipeline's.
 MODELS_DIRS = (SHIPPED_DIR, *PIPELINE_DIRS)
 
 
-def save_model(model: keras.Model, path: str | Path, info: dict[str, Any]) -> None:
+def save_model(model: keras.Model, path: str | Path, info: dict[str, Any], weights: str = "float32") -> None:
     """Write `path` (.keras) and its .json; each file appears whole or not at all. `info` must name the classes.
 
     A model trained in mixed precision is saved computing in float32: bfloat16 is fast only on CPUs with
-    AVX-512 BF16 or AMX kernels (and their native kernels), float32 everywhere."""
+    AVX-512 BF16 or AMX kernels, float32 everywhere. `weights="float16"` stores the weights in half the bytes
+    (a shipped file in git; their rounding moves probabilities by ~1e-3); `load_model` computes in float32 again."""
     path = Path(path)
     if path.suffix != ".keras":
         raise PipelineError(f"{path}: a model file must end in .keras")
     if not info.get("classes"):
         raise PipelineError(f"{path}: the model's info needs `classes`, the names of its outputs in order")
+    if weights not in WEIGHT_DTYPES:
+        raise PipelineError(f"{path}: weights must be stored as one of {', '.join(WEIGHT_DTYPES)}, not {weights}")
+    stored = with_policy(with_policy(model, "float32", MIXED_POLICIES), weights, ("float32",))
     with atomic.atomic_path(path) as tmp:
-        as_float32(model).save(tmp)
-    atomic.write_json(path.with_suffix(".json"), {"name": path.stem, **info})
+        stored.save(tmp)
+    atomic.write_json(path.with_suffix(".json"), {"name": path.stem, **info, "weights": weights})
 
 
-def as_float32(model: keras.Model) -> keras.Model:
-    """The same model and weights with every layer's dtype policy set to float32 (itself if already so)."""
+def with_policy(model: keras.Model, dtype: str, replaced: tuple[str, ...]) -> keras.Model:
+    """The same model and weights with every layer whose dtype policy is in `replaced` set to `dtype`
+    (itself if it has none): float weights are cast, other variables (seed states) kept."""
     text = json.dumps(model.get_config())
-    mixed = ('"mixed_bfloat16"', '"mixed_float16"')
-    if not any(policy in text for policy in mixed):
+    found = [f'"{policy}"' for policy in replaced if f'"{policy}"' in text]
+    if not found:
         return model
-    for policy in mixed:
-        text = text.replace(policy, '"float32"')
+    for policy in found:
+        text = text.replace(policy, f'"{dtype}"')
     clone = model.__class__.from_config(json.loads(text))
-    clone.set_weights(model.get_weights())
+    clone.set_weights([w.astype(dtype) if np.issubdtype(w.dtype, np.floating) else w for w in model.get_weights()])
     return clone
 
 
@@ -67,9 +77,10 @@ def load_model(path: str | Path) -> keras.Model:
     import pipeline.layers  # noqa: F401  (registers the custom layers for safe-mode loading)
 
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile and JSON errors for a broken model
         raise PipelineError(f"{path} is not a loadable Keras model: {first_line(err)}") from err
+    return with_policy(model, "float32", ("float16",))  # weights stored in float16 compute in float32
 
 
 def read_info(path: str | Path) -> dict[str, Any]:

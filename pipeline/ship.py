@@ -1,9 +1,10 @@
 """Ship a model the pipeline trained and evaluated: `models/<as>.keras` with a .json that says what it is.
 
     python -m pipeline.ship fer_resnet --as fer2013 --command "dvc exp run -n cpu-fer2013 ..."
-    python -m pipeline.ship ensemble --as fer2013_ensemble --command "..."   # an ensemble and its members' cards
+    python -m pipeline.ship ensemble --as fer2013_ensemble --weights float16 --command "..."   # an ensemble and its members' cards
 
-A shipped file is committed to git, so a model over 20 MB (5 M float32 parameters) is refused.
+A shipped file is committed to git, so a model over 20 MB is refused: 5 M parameters in float32, 10 M with
+`--weights float16` (half the bytes; loaded, it computes in float32 and its probabilities move by ~1e-3).
 
 The .json carries the class names in output order, the data and splits it was trained and tested on,
 the command that made it, its test metrics, training minutes, device and date: what a model card needs.
@@ -15,6 +16,8 @@ import argparse
 import datetime
 import json
 from pathlib import Path
+
+import numpy as np
 
 from pipeline import modelfiles
 from pipeline.device import device_name
@@ -86,13 +89,14 @@ def trained_members(source: Path, made: dict, dirs: list[Path]) -> dict[Path, di
     return {path: modelfiles.read_info(path) for path in paths}
 
 
-def check_file_size(name: str, parameters: int) -> None:
-    """Refuse, before anything is written, a model whose float32 weights alone pass the size cap."""
-    size = 4 * parameters
+def check_file_size(name: str, parameters: int, weights: str) -> None:
+    """Refuse, before anything is written, a model whose weights alone pass the size cap."""
+    size = parameters * np.dtype(weights).itemsize
     if size > MAX_FILE_BYTES:
+        smaller = "store its weights in half the bytes (--weights float16), or ship" if weights == "float32" else "ship"
         raise PipelineError(
-            f"{name}: {parameters:,} parameters make a {size / 1e6:.1f} MB file, over the {MAX_FILE_BYTES / 1e6:.0f} MB "
-            "a shipped model may be: ship a smaller model (an ensemble: fewer or smaller members)"
+            f"{name}: {parameters:,} {weights} parameters make a {size / 1e6:.1f} MB file, over the "
+            f"{MAX_FILE_BYTES / 1e6:.0f} MB a shipped model may be: {smaller} a smaller model (an ensemble: fewer or smaller members)"
         )
 
 
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="a model or ensemble the pipeline has trained and scored (`evaluate@<model>`, `ensemble`)")
     parser.add_argument("--as", dest="name", required=True, help="the released name, e.g. fer2013")
     parser.add_argument("--command", required=True, help="the command that reproduces it, for the .json")
+    parser.add_argument("--weights", choices=modelfiles.WEIGHT_DTYPES, default="float32",
+                        help="how the file stores the weights: float16 halves it (default: float32)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--models", type=Path, action="append",
                         help="folder of the model and an ensemble's members (repeatable; default: data/models and data/ensemble)")
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"{metrics_path} not found: run `dvc repro {stage}` first")
     record = json.loads(record_file(args.metrics, args.model).read_text())  # the views evaluate scored it with
     model = modelfiles.load_model(source)
-    check_file_size(args.name, model.count_params())
+    check_file_size(args.name, model.count_params(), args.weights)
     if is_ensemble:
         cards = {path.stem: info for path, info in members.items()}
         facts = ensemble_facts(made, cards, model.count_params(), record.get("tta_val_accuracy", {}))
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     test = load_split(args.prepared / "test.npz")
     info = shipped_info(made, facts, json.loads(metrics_path.read_text()), len(test["y"]), record["tta"], args.command)
     target = args.out / f"{args.name}.keras"
-    modelfiles.save_model(model, target, info)
+    modelfiles.save_model(model, target, info, args.weights)
     size = target.stat().st_size / 1e6
     print(f"{target}: {info['architecture']}, test accuracy {info['test']['accuracy']:.4f} ({size:.1f} MB)")
 

@@ -20,6 +20,7 @@ from benchmarks.vs_fer_package import private_test
 from pipeline import modelfiles
 from pipeline.ensemble import as_member, average_ensemble
 from pipeline.classes import FER2013_LABELS
+from pipeline.errors import PipelineError
 from pipeline.tta import predict_probs
 from pipeline.models import build_model
 from pipeline.ship import MAX_FILE_BYTES
@@ -50,8 +51,8 @@ def _workspace(root: Path, source: str) -> Path:
     return root
 
 
-def _ship(root: Path, model: str = "lenet_bn", name: str = "fer2013") -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipeline.ship", model, "--as", name, "--command", "dvc exp run -n x"]
+def _ship(root: Path, model: str = "lenet_bn", name: str = "fer2013", *options: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.ship", model, "--as", name, "--command", "dvc exp run -n x", *options]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
 
@@ -68,6 +69,7 @@ def test_ship_writes_the_model_and_its_card_facts(tmp_path):
     assert info["architecture"] == "lenet_bn" and info["options"] == {}  # `epochs` is a training key, not an option
     assert info["train_minutes"] == 3.0 and info["epochs"] == 2 and len(info["history"]) == 2
     assert "cores" in info["device"] and "tensorflow" in info["device"]
+    assert info["weights"] == "float32"
     model = modelfiles.load_model(root / "models" / "fer2013.keras")
     assert model.output_shape == (None, 7)
     assert result.stdout.startswith("models/fer2013.keras: lenet_bn, test accuracy 0.6123")
@@ -83,18 +85,62 @@ def test_ship_refuses_a_sample_trained_model(tmp_path):
     assert not (root / "models").exists()
 
 
-def test_ship_refuses_a_model_over_the_size_cap_before_writing(tmp_path):
-    root = _workspace(tmp_path, "mirror")
+def _over_the_cap(root: Path) -> Path:
+    """The workspace's model replaced by one of 5.1 M parameters: 20.3 MB in float32, over the cap."""
     big = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(2200), keras.layers.Dense(7)])
     info = modelfiles.read_info(root / "data" / "models" / "lenet_bn.keras")
     modelfiles.save_model(big, root / "data" / "models" / "lenet_bn.keras", {k: v for k, v in info.items() if k != "name"})
+    return root
+
+
+def test_ship_refuses_a_model_over_the_size_cap_before_writing(tmp_path):
+    root = _over_the_cap(_workspace(tmp_path, "mirror"))
     result = _ship(root)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: fer2013: 5,086,407 parameters make a 20.3 MB file, over the 20 MB a shipped model may be: "
-        "ship a smaller model (an ensemble: fewer or smaller members)"
+        "error: fer2013: 5,086,407 float32 parameters make a 20.3 MB file, over the 20 MB a shipped model may be: "
+        "store its weights in half the bytes (--weights float16), or ship a smaller model (an ensemble: fewer or smaller members)"
     ]
     assert not (root / "models").exists()
+
+
+def test_ship_stores_float16_weights_in_half_the_bytes(tmp_path):
+    root = _over_the_cap(_workspace(tmp_path, "mirror"))
+    result = _ship(root, "lenet_bn", "fer2013", "--weights", "float16")
+    assert result.returncode == 0, result.stderr
+    path = root / "models" / "fer2013.keras"
+    assert stored_weights(path) == ({"float16"}, 5_086_407)
+    assert 10_000_000 < path.stat().st_size < MAX_FILE_BYTES
+    assert modelfiles.read_info(path)["weights"] == "float16"
+
+
+def test_float16_weights_load_computing_in_float32_with_the_same_predictions(tmp_path):
+    model = build_model("lenet_bn", 7)
+    info = {"classes": CLASSES, "input_shape": [48, 48, 1]}
+    modelfiles.save_model(model, tmp_path / "f32.keras", info)
+    modelfiles.save_model(model, tmp_path / "f16.keras", info, weights="float16")
+    assert stored_weights(tmp_path / "f16.keras") == ({"float16"}, model.count_params())
+    loaded = modelfiles.load_model(tmp_path / "f16.keras")
+    assert {variable.dtype for variable in loaded.weights} == {"float32"}
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    x = np.random.default_rng(0).integers(0, 256, (64, 48, 48, 1)).astype("float32")
+    expected, probs = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
+    np.testing.assert_allclose(probs, expected, atol=5e-3)
+    assert (probs.argmax(1) == expected.argmax(1)).mean() >= 0.95
+    with pytest.raises(PipelineError, match="weights must be stored as one of float32, float16, not bfloat16"):
+        modelfiles.save_model(model, tmp_path / "bf16.keras", info, weights="bfloat16")
+
+
+def test_a_mixed_precision_model_is_saved_computing_in_float32(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model("lenet_bn", 7)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    modelfiles.save_model(model, tmp_path / "m.keras", {"classes": CLASSES, "input_shape": [48, 48, 1]})
+    assert stored_weights(tmp_path / "m.keras") == ({"float32"}, model.count_params())
+    loaded = modelfiles.load_model(tmp_path / "m.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
 
 
 def _ensemble_workspace(root: Path, second_source: str) -> Path:
@@ -171,7 +217,7 @@ def test_shipped_models_load_and_recognise_real_faces(name, classes, private_tes
     model = modelfiles.load_model(path)
     assert model.input_shape == (None, 48, 48, 1)
     assert model.output_shape == (None, classes) and len(info["classes"]) == classes
-    assert stored_weights(path) == ({"float32"}, info["parameters"])  # float32 weights, no optimizer state
+    assert stored_weights(path) == ({info["weights"]}, info["parameters"])  # as the card says, no optimizer state
     assert info["data"]["source"] != "sample"
     x, y = private_test_slice
     probs = predict_probs(model, x, info["test"]["tta"], 256)
