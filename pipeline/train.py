@@ -147,7 +147,7 @@ class WallBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.perf_counter() >= self.deadline:
             self.model.stop_training = True
-            self.state["epochs_run"] = round(self.epoch + (batch + 1) / self.steps_per_epoch, 2)
+            self.state["epochs_run"] = self.epoch + (batch + 1) / self.steps_per_epoch
 
 
 def cosine_lr(lr: float, step: int, warmup_steps: int, total_steps: int, time_spent: float = 0.0) -> float:

@@ -263,3 +263,17 @@ def test_a_budgeted_cosine_planned_over_many_epochs_anneals_by_the_deadline():
     model.fit(x, y, batch_size=32, epochs=params.epochs, callbacks=[budget, *schedule], verbose=0)
     assert 1 < state["epochs_run"] < params.epochs
     assert float(model.optimizer.learning_rate) < 0.01 * params.lr
+
+
+def test_a_budget_spent_in_the_first_batch_counts_that_batch():
+    """A budget that ends within an epoch's first 0.5 % still counts a share of it (it once rounded to 0
+    epochs, and the stage failed dividing by it)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    state = {"history": []}
+    budget = WallBudget(0.0, state, steps_per_epoch=1000)
+    x, y = np.ones((32, 4), np.float32), np.eye(2, dtype=np.float32)[np.arange(32) % 2]
+    model.fit(x, y, batch_size=32, epochs=5, callbacks=[budget], verbose=0)
+    assert state["epochs_run"] == 0.001
