@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full-data preset (params-full.yaml) as one DVC experiment. Real data from Kaggle by default;
-# FER_MIRROR=<folder> takes the same files from a local mirror instead. On a GPU: KERAS_BACKEND=torch.
+# FER_MIRROR=<folder> takes the same files from a local mirror instead. On a GPU: KERAS_BACKEND=jax (benchmarks/results/gpu_h200.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=()

@@ -27,8 +27,16 @@ INPUT_SHAPE = (48, 48, 1)
 _COMMON = ("name", "augment", "dropout", "l2")
 
 
-def augmentation_layers(params: AugmentParams | None) -> list[layers.Layer]:
-    """The training-only augmentation block for 0..255 images (each transform only when its value is > 0)."""
+# Keras marks its affine transforms not jit-compilable (for TensorFlow's sake), and one such layer turns
+# `train.jit_compile` off for the whole model. On JAX they are jax.numpy and compile: without this, an H200
+# trained fer_resnet eagerly at 80 images/s (benchmarks/results/gpu_h200.md).
+AFFINE_LAYERS = (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom)
+JIT_AFFINE_BACKENDS = frozenset({"jax"})
+
+
+def augmentation_layers(params: AugmentParams | None, backend: str | None = None) -> list[layers.Layer]:
+    """The training-only augmentation block for 0..255 images (each transform only when its value is > 0),
+    jit-compilable where `backend` (default: Keras') compiles the affine transforms."""
     if params is None:
         return []
     block = []
@@ -46,6 +54,10 @@ def augmentation_layers(params: AugmentParams | None) -> list[layers.Layer]:
         block.append(layers.RandomErasing(factor=params.erasing, value_range=(0, 255)))
     if params.salt_pepper > 0:
         block.append(SaltAndPepper(params.salt_pepper, value_range=(0, 255)))
+    if (backend or keras.backend.backend()) in JIT_AFFINE_BACKENDS:
+        for layer in block:
+            if isinstance(layer, AFFINE_LAYERS):
+                layer.supports_jit = True
     return block
 
 

@@ -105,7 +105,8 @@ def test_gpu_full_runs_only_for_labelled_prs_on_the_gpu_runner() -> None:
     (job,) = workflow["jobs"].values()
     assert job["runs-on"] == ["self-hosted", "gpu"]
     assert "contains(github.event.pull_request.labels.*.name, 'full-run')" in job["if"]
-    assert job["env"]["KERAS_BACKEND"] == "torch"
+    assert job["env"]["KERAS_BACKEND"] == "jax"
+    assert '"jax[cuda12]==' in _runs(workflow)
     assert job["env"]["KAGGLE_API_TOKEN"] == "${{ secrets.KAGGLE_API_TOKEN }}"
     assert "bash benchmarks/run_full.sh" in _runs(workflow)
 
