@@ -152,3 +152,44 @@ def test_the_ensemble_search_names_a_missing_member_or_class_in_one_line(tmp_pat
         assert result.stderr.strip().startswith(expected), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_remote_splits_arrive_as_the_pipeline_wrote_them(tmp_path):
+    """pack → unpack gives back every array of each split bit for bit (5,000 train faces: two mosaics, the
+    second padded) and the small files the train stage reads; a split left out of the pack stays out."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+
+    def split(n):
+        y = rng.integers(0, 7, n)
+        return {"x": rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), "y": y, "targets": np.eye(7, dtype=np.float32)[y],
+                "source": np.array(["Training"] * n)}  # fmt: skip
+
+    written = {"balanced/train.npz": split(5000), "prepared/val.npz": split(30), "prepared/test.npz": split(20)}
+    for name, arrays in written.items():
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(data / name, **arrays)
+    (data / "distilled").mkdir()
+    np.savez(data / "distilled/targets.npz", targets=written["balanced/train.npz"]["targets"])
+    for name, content in {"prepared/classes.json": ["a"] * 7, "balanced/class_weights.json": {}, "distilled/teacher.json": {}}.items():
+        (data / name).write_text(json.dumps(content))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "benchmarks.remote_splits", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+
+    assert run("pack", data, tmp_path / "packed", "--splits", "train", "val").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "packed").glob("*.png")) == ["train_00.png", "train_01.png", "val_00.png"]
+    assert run("unpack", tmp_path / "packed", tmp_path / "there").returncode == 0
+    for name in ("balanced/train.npz", "prepared/val.npz"):
+        with np.load(tmp_path / "there" / name) as arrived:
+            assert sorted(arrived.files) == sorted(written[name])
+            for key, array in written[name].items():
+                np.testing.assert_array_equal(arrived[key], array)
+    assert not (tmp_path / "there/prepared/test.npz").exists()
+    assert (tmp_path / "there/distilled/teacher.json").read_text() == "{}"
+    missing = run("unpack", tmp_path / "nothing", tmp_path / "there")
+    assert missing.returncode != 0 and missing.stderr.strip().count("\n") == 0 and "remote_splits pack" in missing.stderr

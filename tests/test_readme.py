@@ -30,7 +30,7 @@ COVERED = {
 }
 # Commands that need the network (Kaggle, cloud storage, PyPI extras), a GPU, or hours of training on the
 # full data (their download and prepare steps are tested on the real files in test_download / test_real_data).
-NOT_HERE = ("dvc exp run -S data.source=kaggle", "dvc exp run -S data.source=mirror", "pip install \"dvc-s3", "dvc remote add -d storage s3://", "KERAS_BACKEND=torch")
+NOT_HERE = ("dvc exp run -S data.source=kaggle", "dvc exp run -S data.source=mirror", "pip install \"dvc-s3", "dvc remote add -d storage s3://", "KERAS_BACKEND=jax")
 
 
 def readme_commands() -> list[str]:
