@@ -22,8 +22,14 @@ SMALL = {
 }
 
 
+# pygit2's BlobIO (scmrepo reads files at a git revision with it) can deadlock: its reader clears the "ready"
+# event after the writer thread has set it, and both then wait for good. `dvc exp show` hung so for 35 min on
+# 2026-12-04 under load; a command that outlasts this fails the test instead of the whole CI run.
+COMMAND_TIMEOUT_S = 1800
+
+
 def run(cwd: Path, *args: str) -> str:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
