@@ -80,6 +80,13 @@ def serve(app: gr.Blocks) -> str:
     return app.local_url
 
 
+
+def decoded_size(page, selector: str) -> list[int]:
+    """An image's natural size once the browser has decoded it: right after the summary shows, a loaded
+    machine had not (0 x 0), and the test failed on timing, not on the image."""
+    page.wait_for_function(f"() => {{ const img = document.querySelector({selector!r}); return img && img.complete && img.naturalWidth > 0; }}", timeout=60_000)
+    return page.locator(selector).evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
 def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
     models = tmp_path / "models"
     metrics = tmp_path / "metrics"
@@ -108,8 +115,7 @@ def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
         for face in expected.faces:
             summary.get_by_text(face.label).first.wait_for(timeout=60_000)
         assert summary.inner_text().count("Face ") == 2
-        strip = page.locator("#crops img")  # the aligned 48x48 crops every model sees, 2x, side by side
-        assert strip.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [2 * 96 + 4, 96]
+        assert decoded_size(page, "#crops img") == [2 * 96 + 4, 96]  # the aligned 48x48 crops every model sees, 2x, side by side
         assert page.locator("#cnn-faces img").first.is_visible()
         assert expected.faces[0].emotion in page.locator("#cnn-label").inner_text()
         metrics_text = page.locator("#cnn-metrics").inner_text()
@@ -189,7 +195,7 @@ def test_the_app_serves_the_shipped_models_first_and_names_their_data(browser, t
         page.locator("input[type=file]").first.set_input_files(str(photo))
         page.locator("#predict").click()
         page.locator("#fer2013-summary").get_by_text("Face 1").first.wait_for(timeout=60_000)
-        assert page.locator("#crops img").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 96]
+        assert decoded_size(page, "#crops img") == [96, 96]
         metrics_text = page.locator("#fer2013-metrics").inner_text()
         assert "PrivateTest of real data (fer2013, from mirror)" in metrics_text and "accuracy" in metrics_text
         page.screenshot(path=os.environ.get("FER_APP_SCREENSHOT", str(tmp_path / "app.png")), full_page=True)
