@@ -37,6 +37,12 @@ def from_mosaics(mosaics: list[np.ndarray], n: int, size: int = 48) -> np.ndarra
     return np.concatenate(faces)[:n]
 
 
+def copy_small_files(source: Path, target: Path) -> None:
+    for name in SMALL_FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target / name)
+
+
 def pack(data: Path, out: Path, splits: list[str]) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -47,9 +53,7 @@ def pack(data: Path, out: Path, splits: list[str]) -> None:
         np.savez_compressed(out / f"{split}.npz", n=len(images), **rest)
         for i, mosaic in enumerate(to_mosaics(images)):
             cv2.imwrite(str(out / f"{split}_{i:02d}.png"), mosaic, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    for name in SMALL_FILES:
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(data / name, out / name)
+    copy_small_files(data, out)
 
 
 def unpack(packed: Path, data: Path) -> None:
@@ -64,9 +68,7 @@ def unpack(packed: Path, data: Path) -> None:
         mosaics = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(packed.glob(f"{split}_*.png"))]
         (data / name).parent.mkdir(parents=True, exist_ok=True)
         np.savez(data / name, x=from_mosaics(mosaics, n), **rest)
-    for name in SMALL_FILES:
-        (data / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(packed / name, data / name)
+    copy_small_files(packed, data)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,12 +80,12 @@ def serve(app: gr.Blocks) -> str:
     return app.local_url
 
 
-
 def decoded_size(page, selector: str) -> list[int]:
     """An image's natural size once the browser has decoded it: right after the summary shows, a loaded
     machine had not (0 x 0), and the test failed on timing, not on the image."""
     page.wait_for_function(f"() => {{ const img = document.querySelector({selector!r}); return img && img.complete && img.naturalWidth > 0; }}", timeout=60_000)
     return page.locator(selector).evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
 
 def test_upload_predict_shows_labels_charts_and_metrics(browser, tmp_path):
     models = tmp_path / "models"
