@@ -75,12 +75,13 @@ def load_model(path: str | Path) -> keras.Model:
     import keras
 
     import pipeline.layers  # noqa: F401  (registers the custom layers for safe-mode loading)
+    from pipeline.models import jit_compilable
 
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile and JSON errors for a broken model
         raise PipelineError(f"{path} is not a loadable Keras model: {first_line(err)}") from err
-    return with_policy(model, "float32", ("float16",))  # weights stored in float16 compute in float32
+    return jit_compilable(with_policy(model, "float32", ("float16",)))  # float16 weights compute in float32
 
 
 def read_info(path: str | Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -54,11 +54,32 @@ def augmentation_layers(params: AugmentParams | None, backend: str | None = None
         block.append(layers.RandomErasing(factor=params.erasing, value_range=(0, 255)))
     if params.salt_pepper > 0:
         block.append(SaltAndPepper(params.salt_pepper, value_range=(0, 255)))
+    mark_jit_compilable(block, backend)
+    return block
+
+
+def mark_jit_compilable(layer_list: Iterable[layers.Layer], backend: str | None = None) -> None:
+    """Lift Keras' not-jit-compilable mark from the affine transforms where `backend` (default: Keras') compiles them."""
     if (backend or keras.backend.backend()) in JIT_AFFINE_BACKENDS:
-        for layer in block:
+        for layer in layer_list:
             if isinstance(layer, AFFINE_LAYERS):
                 layer.supports_jit = True
-    return block
+
+
+def jit_compilable(model: keras.Model) -> keras.Model:
+    """`model` (built or loaded) with its affine transforms marked as `augmentation_layers` marks them, and XLA
+    back on when it was compiled asking for it: compiling a loaded file, Keras saw the mark and turned XLA off."""
+    mark_jit_compilable(nested_layers(model))
+    if model.compiled and model.get_compile_config().get("jit_compile") is True:
+        model.jit_compile = True  # the setter checks the marks again
+    return model
+
+
+def nested_layers(layer: layers.Layer) -> Iterator[layers.Layer]:
+    """Every layer inside `layer`, at any depth (a model's own `.layers` lists one level)."""
+    for inner in getattr(layer, "layers", []):
+        yield inner
+        yield from nested_layers(inner)
 
 
 def _inputs(augment: AugmentParams | None):

@@ -180,6 +180,38 @@ def test_the_augmentation_block_is_jit_compilable_on_jax():
     assert not_compilable("tensorflow") == not_compilable("torch") == ["RandomRotation", "RandomTranslation", "RandomZoom"]
 
 
+def test_a_loaded_model_trains_and_predicts_compiled_on_jax(tmp_path):
+    """Loading compiles a file afresh, and Keras turns XLA off again on seeing its own marks: a train stage
+    resumed from `last.keras` on a GPU would drop to eager speed. `modelfiles.load_model` keeps it on, for
+    a checkpoint (compiled, with its optimizer) and a shipped float16 file (compiled on first predict)."""
+    script = textwrap.dedent("""
+        import keras, numpy as np
+        from pipeline import modelfiles
+        from pipeline.models import build_model
+        from pipeline.params import AugmentParams
+
+        model = build_model("lenet_bn", 3, augment=AugmentParams(flip=True, rotation=0.1, shift=0.1, zoom=0.1))
+        model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=True)
+        x = np.random.default_rng(0).uniform(0, 255, (64, 48, 48, 1)).astype("float32")
+        y = np.eye(3, dtype="float32")[np.arange(64) % 3]
+        model.fit(x, y, epochs=1, verbose=0)
+        model.save("last.keras")
+        modelfiles.save_model(model, "shipped.keras", {"classes": ["a", "b", "c"]}, weights="float16")
+        print("built", model.jit_compile)
+        print("keras", keras.saving.load_model("last.keras").jit_compile)
+        resumed = modelfiles.load_model("last.keras")
+        resumed.fit(x, y, epochs=1, verbose=0)
+        print("resumed", resumed.jit_compile, resumed.optimizer.iterations.numpy())
+        shipped = modelfiles.load_model("shipped.keras")
+        shipped.predict(x, verbose=0)
+        print("shipped", shipped.jit_compile)
+    """)
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["built True", "keras False", "resumed True 4", "shipped True"]
+
+
 def test_salt_and_pepper():
     x = np.full((2, 48, 48, 1), 128.0, dtype="float32")
     layer = SaltAndPepper(0.2, seed=1)
