@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     atomic.save_figure(live_dir / "curves.png", plots.training_curves_figure(info["history"], args.model))
     print(
-        f"{args.model}: best val accuracy {info['best_val_accuracy']:.4f} at epoch {info['best_epoch']}/{info['epochs_run']}, "
+        f"{args.model}: best val accuracy {info['best_val_accuracy']:.4f} at epoch {info['best_epoch']}/{round(info['epochs_run'], 2):g}, "
         f"{info['seconds_per_epoch']:.1f} s/epoch ({info['train_images_per_second']:.0f} images/s, {info['backend']}, {info['precision']})"
     )
 

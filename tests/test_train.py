@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -179,6 +180,7 @@ def test_time_budget_stops_mid_run_and_counts_the_partial_epoch(stage_inputs):
     assert result.returncode == 0, result.stderr
     info = json.loads((stage_inputs / "budget" / "models" / "lenet_bn.json").read_text())
     assert 0 < info["epochs_run"] < 500
+    assert re.search(r"at epoch \d+/\d+(\.\d{1,2})?, ", result.stdout), result.stdout  # not /9.004739336492891
     assert len(info["history"]) == math.ceil(info["epochs_run"])
     assert 0.1 <= info["train_minutes"] < 0.1 + 2 * info["seconds_per_epoch"] / 60 + 0.1  # the last batch and validation
     assert (stage_inputs / "budget" / "models" / "lenet_bn.keras").exists()
