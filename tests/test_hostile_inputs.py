@@ -133,7 +133,7 @@ def test_an_empty_class_folder_is_listed(tmp_path):
 
 
 @given(st.binary(max_size=2048))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_any_bytes_decode_to_a_face_or_a_value_error(data):
     try:
         image = decode_image(data)
@@ -147,7 +147,7 @@ VALID_PNG = png(np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uin
 
 
 @given(st.lists(st.tuples(st.integers(0, len(VALID_PNG) - 1), st.integers(0, 255)), min_size=1, max_size=8))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_a_corrupted_png_decodes_or_is_refused(edits):
     data = bytearray(VALID_PNG)
     for offset, value in edits:
@@ -162,7 +162,7 @@ CSV_FIELD = st.text(alphabet=st.sampled_from('0123456789 ,"\n\r-.x²\ufffdTraini
 
 
 @given(st.lists(st.tuples(CSV_FIELD, CSV_FIELD, CSV_FIELD), max_size=6))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_any_csv_gives_listed_rows_or_one_error_line(rows):
     text = "\n".join([HEADER, f"0,{pixels(1)},Training"] + [",".join(row) for row in rows])
     try:
@@ -175,7 +175,7 @@ def test_any_csv_gives_listed_rows_or_one_error_line(rows):
 
 
 @given(st.lists(st.text(alphabet=st.sampled_from("0123456789 -.xe,"), max_size=4), min_size=10, max_size=10))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_any_vote_cells_give_votes_or_a_listed_row(cells):
     votes, bad = read_ferplus_votes(f"{VOTES_HEADER}\nTraining,fer0.png,{','.join(cells)}\n", 1)
     if bad:
