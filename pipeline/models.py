@@ -58,20 +58,23 @@ def augmentation_layers(params: AugmentParams | None, backend: str | None = None
     return block
 
 
-def mark_jit_compilable(layer_list: Iterable[layers.Layer], backend: str | None = None) -> None:
-    """Lift Keras' not-jit-compilable mark from the affine transforms where `backend` (default: Keras') compiles them."""
-    if (backend or keras.backend.backend()) in JIT_AFFINE_BACKENDS:
-        for layer in layer_list:
-            if isinstance(layer, AFFINE_LAYERS):
-                layer.supports_jit = True
+def mark_jit_compilable(layer_list: Iterable[layers.Layer], backend: str | None = None) -> bool:
+    """Lift Keras' not-jit-compilable mark from the affine transforms where `backend` (default: Keras') compiles
+    them; whether any mark was lifted."""
+    if (backend or keras.backend.backend()) not in JIT_AFFINE_BACKENDS:
+        return False
+    marked = [layer for layer in layer_list if isinstance(layer, AFFINE_LAYERS) and not layer.supports_jit]
+    for layer in marked:
+        layer.supports_jit = True
+    return bool(marked)
 
 
 def jit_compilable(model: keras.Model) -> keras.Model:
     """`model` (built or loaded) with its affine transforms marked as `augmentation_layers` marks them, and XLA
     back on when it was compiled asking for it: compiling a loaded file, Keras saw the mark and turned XLA off."""
-    mark_jit_compilable(nested_layers(model))
-    if model.compiled and model.get_compile_config().get("jit_compile") is True:
-        model.jit_compile = True  # the setter checks the marks again
+    lifted = mark_jit_compilable(nested_layers(model))
+    if lifted and model.compiled and model.get_compile_config().get("jit_compile") is True:
+        model.jit_compile = True  # the setter checks the marks again; where none was lifted, Keras' answer stands
     return model
 
 

@@ -3,12 +3,14 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from pipeline import modelfiles
 from pipeline.errors import PipelineError
 from pipeline.layers import SaltAndPepper
 from pipeline.models import FER_RESNET_CONVS, FER_RESNET_STEMS, MODELS, TRANSFER_MODELS, augmentation_layers, build_model
@@ -210,6 +212,20 @@ def test_a_loaded_model_trains_and_predicts_compiled_on_jax(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines() == ["built True", "keras False", "resumed True 4", "shipped True"]
+
+
+def test_a_loaded_model_keeps_keras_answer_where_the_backend_cannot_jit_the_affine_layers(tmp_path):
+    """On TensorFlow the marks stay, so loading leaves XLA off and Keras says so once, not once more for us."""
+    model = build_model("lenet_bn", 3, augment=AugmentParams(flip=True, rotation=0.1, shift=0.1, zoom=0.1))
+    model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=True)
+    model.save(tmp_path / "last.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = modelfiles.load_model(tmp_path / "last.keras")
+    assert loaded.jit_compile is False
+    assert [str(w.message) for w in caught if "jit_compile" in str(w.message)] == [
+        "Model doesn't support `jit_compile=True`. Proceeding with `jit_compile=False`."
+    ]
 
 
 def test_salt_and_pepper():
