@@ -51,7 +51,7 @@ class CleanParams:
 
 @dataclass(frozen=True)
 class RelabelParams:
-    scheme: Literal["none", "majority", "plurality", "distribution"] = "majority"
+    scheme: Literal["none", "majority", "plurality", "distribution", "blend"] = "majority"
     min_agreement: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
 
 
@@ -235,9 +235,10 @@ def _relabel_needs_votes(params: Params) -> None:
 
 
 def _ferplus8_needs_relabel(params: Params) -> None:
-    if params.data.classes == "ferplus8" and params.relabel.scheme == "none":
+    if params.data.classes == "ferplus8" and params.relabel.scheme in ("none", "blend"):
         raise ParamsError(
-            "data.classes=ferplus8 needs FER+ labels (contempt): set relabel.scheme to majority, plurality or distribution",
+            f"data.classes=ferplus8 needs FER+ labels (contempt), which relabel.scheme={params.relabel.scheme} keeps out: "
+            "set relabel.scheme to majority, plurality or distribution",
             ("data.classes", "relabel.scheme"),
         )
 

@@ -16,6 +16,7 @@ from pipeline.params import BalanceParams, RelabelParams
 from pipeline.relabel import (
     SCHEMES,
     SCORED_BY,
+    blend_votes_into_labels,
     keep_original_labels,
     relabel,
     relabel_by_majority,
@@ -205,11 +206,27 @@ def test_each_relabel_scheme_is_its_function():
         "majority": relabel_by_majority(votes, FER7),
         "plurality": relabel_by_plurality(votes, FER7, 0.4),
         "distribution": vote_distribution(votes, FER7),
+        "blend": blend_votes_into_labels(votes, labels, FER7),
     }
     for scheme, want in expected.items():
         got = relabel(scheme, votes, labels, FER7, 0.4)
         assert got.labels.tolist() == want.labels.tolist(), scheme
         assert np.array_equal(got.targets, want.targets), scheme
+
+
+def test_blend_keeps_the_fer2013_label_on_top_and_softens_it_with_the_votes():
+    table = np.array([votes(happiness=6, neutral=4), votes(happiness=8, neutral=2), votes(contempt=9, unknown=1), votes(neutral=10)])
+    labels = np.array(["neutral", "happy", "angry", "disgust"])
+    is_train = np.array([True, True, True, False])
+    got = relabel_splits("blend", table, labels, is_train, FER7, 0.5)
+    neutral, happy, angry = FER7.index("neutral"), FER7.index("happy"), FER7.index("angry")
+    assert got.labels.tolist() == [neutral, happy, angry, FER7.index("disgust")]  # FER2013's labels, none dropped
+    assert got.reasons.tolist() == ["", "", "", ""]
+    assert got.targets[0, [neutral, happy]].tolist() == pytest.approx([0.7, 0.3])  # the label wins even where the votes disagree
+    assert got.targets[1, [neutral, happy]].tolist() == pytest.approx([0.1, 0.9])
+    assert got.targets[2].tolist() == np.eye(7)[angry].tolist()  # no vote in the class set: the label alone
+    assert got.targets[3].tolist() == np.eye(7)[FER7.index("disgust")].tolist()  # val/test: FER2013's label, one-hot
+    assert np.allclose(got.targets.sum(axis=1), 1.0) and (got.targets.argmax(axis=1) == got.labels).all()
 
 
 def test_a_soft_scheme_labels_validation_and_test_by_the_majority_rule():

@@ -23,7 +23,7 @@ RULE_CASES = {
     "min_agreement_only_for_plurality": ({"relabel": {"scheme": "majority", "min_agreement": 0.7}}, "relabel.min_agreement=0.7 applies to relabel.scheme=plurality only"),
     "weight_only_with_teacher": ({"distill": {"weight": 0.8}}, "distill.weight=0.8 applies only with distill.teacher"),
     "relabel_needs_votes": ({"data": {"dataset": "fer2013"}}, "relabel.scheme=majority needs the FER+ votes"),
-    "ferplus8_needs_relabel": ({"data": {"classes": "ferplus8"}, "relabel": {"scheme": "none"}}, "data.classes=ferplus8 needs FER+ labels"),
+    "ferplus8_needs_relabel": ({"data": {"classes": "ferplus8"}, "relabel": {"scheme": "blend"}}, "data.classes=ferplus8 needs FER+ labels (contempt), which relabel.scheme=blend keeps out"),
     "apollo_is_fer6": ({"data": {"dataset": "apollo6"}, "relabel": {"scheme": "none"}}, "data.dataset=apollo6 has 6 classes"),
     "image_folders_need_val": ({"data": {"dataset": "fer2013-images", "val_fraction": 0}, "relabel": {"scheme": "none"}}, "data.val_fraction=0 leaves fer2013-images without a val split"),
 }

@@ -111,3 +111,21 @@ def test_soft_label_training_is_scored_on_the_majority_test_labels(fer2013, vote
     soft_train = runs["distribution"].splits["train"]["targets"]
     assert len(soft_train) > len(runs["majority"].splits["train"]["y"])  # the ambiguous faces train too
     assert ((soft_train > 0).sum(axis=1) > 1).mean() > 0.5 and np.allclose(soft_train.sum(axis=1), 1.0)
+
+
+def test_blend_trains_on_the_fer2013_splits_and_scores_on_fer2013_labels(fer2013, votes_text):
+    """relabel.scheme=blend on the FER+ dataset (nonfaces kept) changes only the training targets of plain FER2013."""
+    _, decoded = fer2013
+    votes, _ = read_ferplus_votes(votes_text, len(decoded.meta))
+    plain = prepare(decoded, None, parse_params({"data": {"dataset": "fer2013"}, "relabel": {"scheme": "none"}}))
+    blend = prepare(
+        decoded, votes, parse_params({"data": {"dataset": "ferplus"}, "relabel": {"scheme": "blend"}, "clean": {"nonfaces": False}})
+    )
+    for split in ("train", "val", "test"):
+        assert np.array_equal(blend.splits[split]["x"], plain.splits[split]["x"]) and np.array_equal(blend.splits[split]["y"], plain.splits[split]["y"])
+    for split in ("val", "test"):
+        assert np.array_equal(blend.splits[split]["targets"], plain.splits[split]["targets"])
+    soft = blend.splits["train"]["targets"]
+    label_share = soft[np.arange(len(soft)), plain.splits["train"]["y"]]
+    assert len(soft) > 26_000 and (label_share >= 0.5).all() and (label_share == soft.max(axis=1)).all()
+    assert ((soft > 0).sum(axis=1) > 1).mean() > 0.5 and np.allclose(soft.sum(axis=1), 1.0)
