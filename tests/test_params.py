@@ -40,6 +40,12 @@ def test_every_rule_has_a_case():
     assert set(RULE_CASES) == set(RULES)
 
 
+@pytest.mark.parametrize("scheme", ["none", "blend"])
+def test_ferplus8_refuses_each_scheme_that_keeps_fer2013_labels(scheme):
+    with pytest.raises(ParamsError, match=re.escape(f"which relabel.scheme={scheme} keeps out")):
+        parse_params(merged({"data": {"classes": "ferplus8"}, "relabel": {"scheme": scheme}}))
+
+
 @pytest.mark.parametrize("name", sorted(RULE_CASES))
 def test_each_rule_refuses_its_case_and_only_that_rule_fires(name):
     change, message = RULE_CASES[name]
