@@ -23,6 +23,7 @@ from pipeline import atomic, modelfiles
 from pipeline.clean import image_hashes
 from pipeline.errors import PipelineError, run_cli
 from pipeline.params import DistillParams, load_params
+from pipeline.relabel import blend_targets
 from pipeline.splits import load_classes, load_split
 from pipeline.tta import predict_probs
 
@@ -44,10 +45,6 @@ def align_classes(probs: np.ndarray, order: list[int]) -> np.ndarray:
     FER+ model's contempt for fer7 data) are dropped and the rest renormalised."""
     aligned = probs[:, order]
     return aligned / np.maximum(aligned.sum(axis=1, keepdims=True), 1e-12)
-
-
-def blend_targets(targets: np.ndarray, teacher_probs: np.ndarray, weight: float) -> np.ndarray:
-    return ((1 - weight) * targets + weight * teacher_probs).astype(np.float32)
 
 
 def predict_each_image_once(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

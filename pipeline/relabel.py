@@ -62,8 +62,13 @@ def blend_votes_into_labels(votes: np.ndarray, labels: list[str] | np.ndarray, c
     original = keep_original_labels(labels, classes)
     shares = vote_shares(votes, classes)
     voted = shares.sum(axis=1, keepdims=True) > 0
-    targets = np.where(voted, 0.5 * original.targets + 0.5 * shares, original.targets).astype(np.float32)
+    targets = np.where(voted, blend_targets(original.targets, shares, 0.5), original.targets)
     return Relabelled(original.labels, targets, original.reasons)
+
+
+def blend_targets(targets: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
+    """`weight` of `other` mixed into `targets`: the FER+ votes here, a teacher's predictions in `distill`."""
+    return ((1 - weight) * targets + weight * other).astype(np.float32)
 
 
 def vote_shares(votes: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
