@@ -396,4 +396,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, interrupted="the stage's next run (`dvc repro`, `dvc exp run`) resumes from the last completed epoch")

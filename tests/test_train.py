@@ -78,15 +78,16 @@ def _run(root: Path, run: str) -> subprocess.CompletedProcess:
     return result
 
 
-def _kill_after_first_epoch(root: Path, run: str) -> int:
+def _stop_after_first_epoch(root: Path, run: str, how: signal.Signals) -> tuple[int, subprocess.CompletedProcess]:
+    """Send `how` once the first epoch's checkpoint exists; the epochs it holds, and the stopped process."""
     state = root / run / "checkpoints" / "lenet_bn" / "state.json"
-    process = subprocess.Popen(_train_command(root, run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_train_command(root, run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    return len(json.loads(state.read_text())["history"])
+    os.kill(process.pid, how)
+    _, stderr = process.communicate(timeout=120)
+    return len(json.loads(state.read_text())["history"]), subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +96,23 @@ def whole(stage_inputs) -> subprocess.CompletedProcess:
     return _run(stage_inputs, "whole")
 
 
-def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(stage_inputs, whole):
-    done_before_kill = _kill_after_first_epoch(stage_inputs, "killed")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_stopped_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(stage_inputs, whole, how):
+    done_before_kill, stopped = _stop_after_first_epoch(stage_inputs, how.name, how)
     assert 1 <= done_before_kill < EPOCHS
+    if how == signal.SIGINT:  # Ctrl-C: one line that says what the next run does, no traceback
+        assert stopped.returncode == 130
+        assert stopped.stderr.strip().splitlines()[-1] == (
+            "interrupted: the stage's next run (`dvc repro`, `dvc exp run`) resumes from the last completed epoch"
+        )
+        assert "Traceback" not in stopped.stderr
 
-    resumed = _run(stage_inputs, "killed")
+    resumed = _run(stage_inputs, how.name)
     assert f"resuming after epoch {done_before_kill}/{EPOCHS}" in resumed.stderr
     assert "resuming" not in whole.stderr
 
     info_whole = json.loads((stage_inputs / "whole" / "models" / "lenet_bn.json").read_text())
-    info_resumed = json.loads((stage_inputs / "killed" / "models" / "lenet_bn.json").read_text())
+    info_resumed = json.loads((stage_inputs / how.name / "models" / "lenet_bn.json").read_text())
     assert [h["epoch"] for h in info_resumed["history"]] == list(range(1, EPOCHS + 1))
     # Same seed, deterministic ops: the epochs before the kill are the uninterrupted run's, to the bit.
     assert info_resumed["history"][:done_before_kill] == [
@@ -115,9 +123,9 @@ def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run
     assert abs(info_resumed["best_val_accuracy"] - info_whole["best_val_accuracy"]) < 0.05
     assert info_resumed["train_minutes"] >= info_resumed["history"][done_before_kill - 1]["minutes"]
     # The dvclive curve has every epoch once, and nothing of the checkpoint is left behind.
-    curve = (stage_inputs / "killed" / "plots" / "lenet_bn" / "train" / "plots" / "metrics" / "eval" / "accuracy.tsv")
+    curve = (stage_inputs / how.name / "plots" / "lenet_bn" / "train" / "plots" / "metrics" / "eval" / "accuracy.tsv")
     assert len(curve.read_text().splitlines()) == 1 + EPOCHS
-    assert not (stage_inputs / "killed" / "checkpoints" / "lenet_bn").exists()
+    assert not (stage_inputs / how.name / "checkpoints" / "lenet_bn").exists()
     assert "images/s" in resumed.stderr
 
 
@@ -188,7 +196,7 @@ def test_time_budget_stops_mid_run_and_counts_the_partial_epoch(stage_inputs):
 
 
 def test_checkpoint_of_other_params_is_not_resumed(stage_inputs, tmp_path):
-    _kill_after_first_epoch(stage_inputs, "changed")
+    _stop_after_first_epoch(stage_inputs, "changed", signal.SIGKILL)
     changed = dict(PARAMS, train={**PARAMS["train"], "lr": 0.001})
     (stage_inputs / "params.yaml").write_text(yaml.safe_dump(changed))
     try:
