@@ -231,5 +231,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def cli() -> None:
-    """The `fer-app` console script."""
-    run_cli(main)
+    """The `fer-app` console script and `python -m pipeline.app`."""
+    run_cli(main, interrupted="the demo stopped")
