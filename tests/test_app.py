@@ -209,3 +209,13 @@ def test_crops_strip_keeps_each_crop_whole_and_in_order():
     assert strip.shape == (96, 2 * 96 + 4)
     assert (strip[:, :96] == 0).all() and (strip[:, 96:100] == 255).all() and (strip[:, 100:] == 100).all()
     assert fer_app.crops_strip([]) is None
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_a_bad_port_is_one_usage_line_before_anything_loads(port, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        fer_app.main(["--port", port])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"python -m pipeline.app: error: argument --port: {port} is not a port number: pass one from 1 to 65535"
+    )

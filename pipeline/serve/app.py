@@ -212,6 +212,13 @@ def default_host() -> str:
     return os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: a TCP port, so a typo is one usage line, not a socket traceback."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number: pass one from 1 to 65535")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.app", description="Serve the web demo.")
     parser.add_argument("--models-dir", type=Path, action="append",
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     parser.add_argument("--detector", choices=list(detect.DETECTORS), default=detect.DEFAULT_DETECTOR)
     parser.add_argument("--host", default=default_host(), help="address to serve on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=port_number, default=7860)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
