@@ -19,12 +19,16 @@ import sys
 import time
 from pathlib import Path
 
+FULL_AUGMENT = {"flip": True, "rotation": 0.05, "shift": 0.1, "zoom": 0.1, "contrast": 0.0}  # every row's, unless it names changes
+
 SETTINGS = [  # (label, environment, options)
     ("tensorflow, portable kernels, float32", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "portable"}, {}),
     ("tensorflow, native kernels, float32", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {}),
     ("tensorflow, native kernels, mixed_bfloat16", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16"}),
     ("tensorflow, native, bf16, XLA (jit_compile)", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "jit": True}),
     ("tensorflow, native, bf16, no augmentation", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "augment": False}),
+    ("tensorflow, native, bf16, flip and shift only", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "augment": {"rotation": 0.0, "zoom": 0.0}}),
+    ("tensorflow, native, bf16, flip and shift, erasing 0.25", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "augment": {"rotation": 0.0, "zoom": 0.0, "erasing": 0.25}}),
     ("tensorflow, native, bf16, batch 64", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "batch_size": 64}),
     ("tensorflow, native, bf16, batch 256", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "batch_size": 256}),
     ("tensorflow, native, bf16, blocks 1-1-1", {"KERAS_BACKEND": "tensorflow", "FER_CPU_KERNELS": "native"}, {"precision": "mixed_bfloat16", "blocks": [1, 1, 1]}),
@@ -58,7 +62,8 @@ def measure(options: dict, images: int, mirror: Path) -> dict:
     x = decode_fer2013_csv(text).images[: images + 4 * batch, ..., None].astype("float32")
     y = keras.utils.to_categorical(np.arange(len(x)) % 7, 7)
     keras.utils.set_random_seed(0)
-    augment = AugmentParams(flip=True, rotation=0.05, shift=0.1, zoom=0.1, contrast=0.0) if options.get("augment", True) else None
+    augment = options.get("augment", {})  # changes to FULL_AUGMENT's AugmentParams; False: no augmentation layers
+    augment = None if augment is False else AugmentParams(**FULL_AUGMENT | augment)
     keras.config.set_dtype_policy(options.get("precision", "float32"))
     architecture = {key: options[key] for key in ("blocks", "widths", "stem") if key in options}
     model = build_model("fer_resnet", 7, augment=augment, **architecture)
