@@ -90,6 +90,8 @@ class TrainParams:
     early_stopping: int = field(default=0, metadata={"min": 0, "max": 10_000})
     max_minutes: float = field(default=0.0, metadata={"min": 0.0, "max": 1e6})  # wall-time cap on training; 0 = none
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9})
+    mix: Literal["none", "mixup", "cutmix"] = "none"  # blend pairs of training images and their targets
+    mix_alpha: float = field(default=0.2, metadata={"above": 0.0, "max": 10.0})  # Beta(alpha, alpha) mixing weights
     l2: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     dropout: float | None = field(default=None, metadata={"min": 0.0, "max": 0.95})
     warmup_epochs: int = field(default=0, metadata={"min": 0, "max": 10_000})  # cosine only: linear warm-up from 0
@@ -192,6 +194,17 @@ def _warmup_below_epochs(params: Params) -> None:
             )
 
 
+def _mix_alpha_only_with_mix(params: Params) -> None:
+    """Without a mix the batches are plain: a changed train.mix_alpha would be silently ignored."""
+    for prefix, train in _train_configs(params):
+        if train.mix == "none" and train.mix_alpha != TrainParams.mix_alpha:
+            raise ParamsError(
+                f"{prefix}.mix_alpha={train.mix_alpha} applies only with {prefix}.mix=mixup or cutmix: "
+                f"set the mix or put the alpha back to {TrainParams.mix_alpha}",
+                tuple(dict.fromkeys(("train.mix_alpha", "train.mix", f"{prefix}.mix_alpha", f"{prefix}.mix"))),
+            )
+
+
 def _members_are_models(params: Params) -> None:
     """The ensemble stage loads each member's trained model: a name not under `models` is never trained."""
     unknown = [m for m in params.ensemble.members if m not in params.models]
@@ -264,6 +277,7 @@ def _image_folders_need_val(params: Params) -> None:
 # every preset (pipeline.preset) is held to the same ones.
 RULES: dict[str, Callable[[Params], None]] = {
     "warmup_below_epochs": _warmup_below_epochs,
+    "mix_alpha_only_with_mix": _mix_alpha_only_with_mix,
     "members_are_models": _members_are_models,
     "min_agreement_only_for_plurality": _min_agreement_only_for_plurality,
     "weight_only_with_teacher": _weight_only_with_teacher,

@@ -30,6 +30,7 @@ from pipeline import atomic, plots  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402
 from pipeline import modelfiles  # noqa: E402
 from pipeline.device import auto_precision, device_name  # noqa: E402
+from pipeline.mixing import MixedBatches  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.params import Params, TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
@@ -294,12 +295,14 @@ def train_model(
     callbacks += SCHEDULES[params.schedule].callbacks(params, steps, budget)
     start = time.perf_counter()
     if "epochs_run" not in state:  # else a resumed run had spent its time budget before it stopped
+        x, weights = model_input(train["x"]), sample_weights(train["y"], class_weights)
+        if params.mix == "none":
+            inputs = {"x": x, "y": train["targets"], "sample_weight": weights, "batch_size": params.batch_size}
+        else:  # the seed follows the epochs done, as Keras' does above, so a resumed run draws new batches
+            inputs = {"x": MixedBatches(x, train["targets"], weights, params.batch_size, params.mix, params.mix_alpha, params.seed + len(state["history"]))}
         model.fit(
-            model_input(train["x"]),
-            train["targets"],
-            sample_weight=sample_weights(train["y"], class_weights),
+            **inputs,
             validation_data=(model_input(val["x"]), val["targets"]),
-            batch_size=params.batch_size,
             epochs=params.epochs,
             initial_epoch=len(state["history"]),
             shuffle=True,

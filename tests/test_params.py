@@ -19,6 +19,7 @@ VALID = yaml.safe_load((ROOT / "params.yaml").read_text())
 # One breaking change per rule, on top of the project's params.yaml; the test below checks the table covers RULES.
 RULE_CASES = {
     "warmup_below_epochs": ({"train": {"schedule": "cosine", "epochs": 4, "warmup_epochs": 4}}, "train.warmup_epochs=4 must be below train.epochs=4"),
+    "mix_alpha_only_with_mix": ({"train": {"mix_alpha": 0.4}}, "train.mix_alpha=0.4 applies only with train.mix=mixup or cutmix"),
     "members_are_models": ({"ensemble": {"members": ["riv_base", "vgg99"]}}, "ensemble.members has vgg99, not under `models`"),
     "min_agreement_only_for_plurality": ({"relabel": {"scheme": "majority", "min_agreement": 0.7}}, "relabel.min_agreement=0.7 applies to relabel.scheme=plurality only"),
     "weight_only_with_teacher": ({"distill": {"weight": 0.8}}, "distill.weight=0.8 applies only with distill.teacher"),

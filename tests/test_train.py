@@ -23,6 +23,7 @@ from pipeline.device import auto_precision
 from pipeline.params import parse_params
 from pipeline.errors import PipelineError
 from pipeline.models import build_model
+from pipeline.mixing import MIXES
 from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint, start_from
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +128,20 @@ def test_stopped_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_ru
     assert len(curve.read_text().splitlines()) == 1 + EPOCHS
     assert not (stage_inputs / how.name / "checkpoints" / "lenet_bn").exists()
     assert "images/s" in resumed.stderr
+
+
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_the_train_stage_learns_with_each_mix(stage_inputs, whole, mix):
+    params = stage_inputs / f"{mix}.yaml"
+    params.write_text(yaml.safe_dump(PARAMS | {"train": PARAMS["train"] | {"mix": mix, "mix_alpha": 0.4}}))
+    result = subprocess.run(_train_command(stage_inputs, mix, params), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((stage_inputs / mix / "models" / "lenet_bn.json").read_text())
+    assert len(info["history"]) == PARAMS["train"]["epochs"]
+    assert info["best_val_accuracy"] > 0.9
+    # Blended targets keep an entropy no net fits away: the training loss stays far above the plain run's
+    plain = json.loads((stage_inputs / "whole" / "models" / "lenet_bn.json").read_text())
+    assert info["history"][-1]["loss"] > 10 * plain["history"][-1]["loss"]
 
 
 def _first_epoch_from(stage_inputs: Path, tmp: Path, init: str) -> dict:
