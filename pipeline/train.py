@@ -30,7 +30,7 @@ from pipeline import atomic, plots  # noqa: E402
 from pipeline.errors import PipelineError, run_cli  # noqa: E402
 from pipeline import modelfiles  # noqa: E402
 from pipeline.device import auto_precision, device_name  # noqa: E402
-from pipeline.mixing import MixedBatches  # noqa: E402
+from pipeline.batches import TrainingBatches  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.params import Params, TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
@@ -256,12 +256,15 @@ def train_model(
     its .json, and return that .json's content."""
     start = [np.frombuffer(init.read_bytes(), np.uint8)] if init else []
     fingerprint = run_fingerprint(name, params, options, train["x"], train["targets"], val["x"], val["targets"], *start)
-    steps = int(np.ceil(len(train["y"]) / params.batch_size))
     state = load_checkpoint(checkpoints, fingerprint)
-    keras.utils.set_random_seed(params.seed + (len(state["history"]) if state else 0))
+    done = len(state["history"]) if state else 0
+    batches = TrainingBatches(model_input(train["x"]), train["targets"], sample_weights(train["y"], class_weights),
+                              params.batch_size, params.seed, done, params.mix, params.mix_alpha)  # fmt: skip
+    steps = batches.steps
+    keras.utils.set_random_seed(params.seed + done)
     if state:
         model = modelfiles.load_model(checkpoints / "last.keras")  # with its optimizer state
-        print(f"{name}: resuming after epoch {len(state['history'])}/{params.epochs} from {checkpoints}", file=sys.stderr)
+        print(f"{name}: resuming after epoch {done}/{params.epochs} from {checkpoints}", file=sys.stderr)
     else:
         state = {"history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -295,17 +298,12 @@ def train_model(
     callbacks += SCHEDULES[params.schedule].callbacks(params, steps, budget)
     start = time.perf_counter()
     if "epochs_run" not in state:  # else a resumed run had spent its time budget before it stopped
-        x, weights = model_input(train["x"]), sample_weights(train["y"], class_weights)
-        if params.mix == "none":
-            inputs = {"x": x, "y": train["targets"], "sample_weight": weights, "batch_size": params.batch_size}
-        else:  # the seed follows the epochs done, as Keras' does above, so a resumed run draws new batches
-            inputs = {"x": MixedBatches(x, train["targets"], weights, params.batch_size, params.mix, params.mix_alpha, params.seed + len(state["history"]))}
         model.fit(
-            **inputs,
+            batches,
+            steps_per_epoch=steps,
             validation_data=(model_input(val["x"]), val["targets"]),
             epochs=params.epochs,
-            initial_epoch=len(state["history"]),
-            shuffle=True,
+            initial_epoch=done,
             callbacks=callbacks,
             verbose=0,
         )
