@@ -1,8 +1,8 @@
 """Training batches for `model.fit`: an endless stream, shuffled anew each epoch, optionally mixed (MixUp, CutMix).
 
-Endless, with fit's `steps_per_epoch`, so that Keras keeps one input iterator for the whole run. Given arrays or a
-finite dataset it starts one each epoch, and on the TensorFlow backend the old one's destructor, at the next epoch's first batch,
-waited 10-64 s on a quarter of the two-hour preset's epochs with the process idle (benchmarks/results/history.md).
+Endless, with fit's `steps_per_epoch`, so that Keras keeps one input iterator for the whole run. Given arrays or
+a finite dataset it starts one each epoch, and on the TensorFlow backend the old one's destructor, run at the next
+epoch's first batch, waited 10-64 s on a quarter of the two-hour preset's epochs (README, "Epoch starts").
 Mixing needs the targets, so it cannot live in the model's augmentation block; it uses Keras' own layers.
 """
 
