@@ -301,6 +301,7 @@ def train_model(
         model.fit(
             batches,
             steps_per_epoch=steps,
+            shuffle=False,  # the batches shuffle each epoch themselves; Keras warns of its default True here
             validation_data=(model_input(val["x"]), val["targets"]),
             epochs=params.epochs,
             initial_epoch=done,
