@@ -80,14 +80,18 @@ def _run(root: Path, run: str) -> subprocess.CompletedProcess:
 
 
 def _stop_after_first_epoch(root: Path, run: str, how: signal.Signals) -> tuple[int, subprocess.CompletedProcess]:
-    """Send `how` once the first epoch's checkpoint exists; the epochs it holds, and the stopped process."""
+    """Send `how` once the first epoch's checkpoint exists; the epochs it holds, and the stopped process.
+    The stage starts with SIGINT at its default, as from a terminal: a test run started in the background
+    (`nohup pytest &`) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt."""
     state = root / run / "checkpoints" / "lenet_bn" / "state.json"
-    process = subprocess.Popen(_train_command(root, run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(_train_command(root, run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(process.pid, how)
     _, stderr = process.communicate(timeout=120)
+    assert state.exists(), f"the stage left no checkpoint (exit code {process.returncode}):\n{stderr}"
     return len(json.loads(state.read_text())["history"]), subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
 
 
