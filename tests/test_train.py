@@ -81,8 +81,9 @@ def _run(root: Path, run: str) -> subprocess.CompletedProcess:
 
 def _stop_after_first_epoch(root: Path, run: str, how: signal.Signals) -> tuple[int, subprocess.CompletedProcess]:
     """Send `how` once the first epoch's checkpoint exists; the epochs it holds, and the stopped process.
-    The stage starts with SIGINT at its default, as from a terminal: a test run started in the background
-    (`nohup pytest &`) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    The stage starts with SIGINT at its default, as from a terminal: pytest started in the background by a
+    script (`nohup pytest &`, no job control) hands its children SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
     state = root / run / "checkpoints" / "lenet_bn" / "state.json"
     process = subprocess.Popen(_train_command(root, run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
