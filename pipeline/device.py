@@ -43,14 +43,23 @@ def cpu_flags(cpuinfo: str) -> set[str]:
     return set(line.partition(":")[2].split())
 
 
+def cpu_name(cpuinfo: str, cores: int | None) -> str:
+    """The first CPU's model name, family and model (a cloud's "AMD EPYC" names no generation: family 25 is
+    Zen 3 or 4, 26 is Zen 5) and the core count, from a /proc/cpuinfo text; elsewhere the platform's name."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return f"{name}, {cores} cores"
+
+
 def device_name() -> str:
-    """The GPU when the Keras backend has one, else the CPU's model name and core count."""
+    """The GPU when the Keras backend has one, else the CPU's."""
     gpu = gpu_name()
-    if gpu is not None:
-        return gpu
-    lines = _cpuinfo().splitlines()
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-    return f"{name}, {os.cpu_count()} cores"
+    return gpu if gpu is not None else cpu_name(_cpuinfo(), os.cpu_count())
 
 
 def native_precision(gpu: str | None, cpu_flags: set[str]) -> str:

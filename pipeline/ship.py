@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import modelfiles
-from pipeline.device import device_name
 from pipeline.errors import PipelineError, run_cli
 from pipeline.records import metrics_file, record_file
 from pipeline.params import load_params
@@ -63,7 +62,7 @@ def net_facts(train_info: dict, options: dict) -> dict:
         "epochs": train_info["epochs_run"],
         "train_minutes": round(train_info["train_minutes"], 1),
         "history": train_info["history"],
-        "device": f"{device_name()} ({train_info['backend']}, {train_info['precision']})",
+        "device": f"{train_info['device']} ({train_info['backend']}, {train_info['precision']})",
     }
 
 

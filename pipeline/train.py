@@ -321,6 +321,7 @@ def train_model(
         "seconds_per_epoch": 60 * history[-1]["minutes"] / epochs_run,
         "train_images_per_second": len(train["y"]) * epochs_run / (60 * history[-1]["minutes"]),
         "last_session_seconds": seconds,
+        "device": device_name(),
         "backend": keras.backend.backend(),
         "precision": params.precision,
         "history": [{k: v for k, v in h.items() if k != "learning_rate"} for h in history],

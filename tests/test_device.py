@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.device import cpu_flags, native_precision
+import platform
+
+from pipeline.device import cpu_flags, cpu_name, native_precision
 
 # The flags lines of two real 2-core AMD EPYC machines of this project (/proc/cpuinfo), shortened
 ZEN3_AVX2 = (
@@ -29,3 +31,10 @@ def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it_natively():
     assert native_precision(None, cpu_flags(ZEN4_AVX512_BF16)) == "mixed_bfloat16"
     assert native_precision(None, cpu_flags(INTEL_AMX)) == "mixed_bfloat16"
     assert native_precision("NVIDIA H200", cpu_flags(ZEN3_AVX2)) == "mixed_float16"
+
+
+def test_cpu_name_is_the_first_cpus_model_name_family_and_model():
+    """A cloud's "AMD EPYC" names no generation; its family and model do (25: Zen 3 or 4, 26: Zen 5)."""
+    assert cpu_name(ZEN3_AVX2, 2) == "AMD EPYC (family 25, model 1), 2 cores"
+    assert cpu_name(ZEN4_AVX512_BF16, 2) == "AMD EPYC, 2 cores"  # no family line: the name alone
+    assert cpu_name("", 4) == f"{platform.processor()}, 4 cores"

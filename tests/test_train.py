@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from pipeline import distill
-from pipeline.device import auto_precision
+from pipeline.device import auto_precision, device_name
 from pipeline.params import parse_params
 from pipeline.errors import PipelineError
 from pipeline.models import build_model
@@ -198,6 +198,7 @@ def test_auto_precision_trains_in_what_this_machine_computes_natively(stage_inpu
     result = _run(stage_inputs, "auto")
     info = json.loads((stage_inputs / "auto" / "models" / "lenet_bn.json").read_text())
     assert info["precision"] == auto_precision()
+    assert info["device"] == device_name()
     assert result.stdout.strip().endswith(f"images/s, tensorflow, {auto_precision()})")
     assert "train.precision=mixed_bfloat16" not in result.stderr  # the slow-bfloat16 warning
 
