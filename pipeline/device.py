@@ -37,19 +37,24 @@ def _cpuinfo() -> str:
     return cpuinfo.read_text() if cpuinfo.exists() else ""
 
 
+def first_cpu(cpuinfo: str) -> dict[str, str]:
+    """The `key: value` fields of the first CPU in a /proc/cpuinfo text (empty elsewhere)."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 def cpu_flags(cpuinfo: str) -> set[str]:
     """The instruction-set flags of the first CPU in a /proc/cpuinfo text (none elsewhere)."""
-    line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    return set(first_cpu(cpuinfo).get("flags", "").split())
 
 
 def cpu_name(cpuinfo: str, cores: int | None) -> str:
     """The first CPU's model name, family and model (a cloud's "AMD EPYC" names no generation: family 25 is
     Zen 3 or 4, 26 is Zen 5) and the core count, from a /proc/cpuinfo text; elsewhere the platform's name."""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
+    fields = first_cpu(cpuinfo)
     name = fields.get("model name") or platform.processor()
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']}, model {fields['model']})"
