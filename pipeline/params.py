@@ -93,6 +93,8 @@ class TrainParams:
     mix: Literal["none", "mixup", "cutmix"] = "none"  # blend pairs of training images and their targets
     mix_alpha: float = field(default=0.2, metadata={"above": 0.0, "max": 10.0})  # Beta(alpha, alpha) mixing weights
     l2: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    # momentum of a moving average of the weights that validation, the best epoch and the saved model use; 0 = off
+    ema: float = field(default=0.0, metadata={"min": 0.0, "max": 0.99999})
     dropout: float | None = field(default=None, metadata={"min": 0.0, "max": 0.95})
     warmup_epochs: int = field(default=0, metadata={"min": 0, "max": 10_000})  # cosine only: linear warm-up from 0
     jit_compile: bool = False  # XLA: measured slower than plain TensorFlow on our 2-core CPU (benchmarks/)

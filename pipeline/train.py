@@ -35,11 +35,11 @@ from pipeline.models import build_model  # noqa: E402
 from pipeline.params import Params, TrainParams, load_params  # noqa: E402
 from pipeline.splits import load_classes, load_split, model_input  # noqa: E402
 
-OPTIMIZERS = {
-    "adam": lambda lr, p: keras.optimizers.Adam(lr),
-    "adamw": lambda lr, p: keras.optimizers.AdamW(lr, weight_decay=p.weight_decay),
-    "rmsprop": lambda lr, p: keras.optimizers.RMSprop(lr),
-    "sgd": lambda lr, p: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+OPTIMIZERS = {  # each builder takes the learning rate, the params and the options every optimizer shares
+    "adam": lambda lr, p, **shared: keras.optimizers.Adam(lr, **shared),
+    "adamw": lambda lr, p, **shared: keras.optimizers.AdamW(lr, weight_decay=p.weight_decay, **shared),
+    "rmsprop": lambda lr, p, **shared: keras.optimizers.RMSprop(lr, **shared),
+    "sgd": lambda lr, p, **shared: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **shared),
 }
 def sample_weights(y: np.ndarray, class_weights: dict[str, float]) -> np.ndarray:
     weights = np.array([class_weights[str(c)] for c in range(len(class_weights))], np.float32)
@@ -198,7 +198,19 @@ SCHEDULES = {
 
 
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    return OPTIMIZERS[params.optimizer](SCHEDULES[params.schedule].learning_rate(params, steps_per_epoch), params)
+    ema = {"use_ema": True, "ema_momentum": params.ema} if params.ema else {}
+    return OPTIMIZERS[params.optimizer](SCHEDULES[params.schedule].learning_rate(params, steps_per_epoch), params, **ema)
+
+
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """`train.ema`: from each epoch's end to the next one's start the model holds the optimizer's moving
+    average of its weights (Polyak averaging), so validation, the best epoch's weights and the checkpoint are
+    the average's, and the raw weights wait in the optimizer. A run resumed from such a checkpoint starts in
+    that swapped state, which Keras' callback cannot know: `resumed` tells it."""
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = resumed
 
 
 def run_fingerprint(name: str, params: TrainParams, options: dict, *arrays: np.ndarray) -> str:
@@ -291,6 +303,7 @@ def train_model(
     callbacks = [
         Progress(len(train["y"]), params.batch_size, params.epochs, budget.deadline),
         budget,
+        *([EMAWeights(resumed=done > 0)] if params.ema else []),  # before the checkpoint: it saves the average
         EpochCheckpoint(checkpoints, fingerprint, state, logger),
     ]
     if params.early_stopping:

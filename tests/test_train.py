@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -309,3 +310,38 @@ def test_a_budget_spent_in_the_first_batch_counts_that_batch():
     x, y = np.ones((32, 4), np.float32), np.eye(2, dtype=np.float32)[np.arange(32) % 2]
     model.fit(x, y, batch_size=32, epochs=5, callbacks=[budget], verbose=0)
     assert state["epochs_run"] == 0.001
+
+
+def test_an_ema_run_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tmp_path):
+    """The checkpoint holds the averaged weights in the model and the raw ones in the optimizer: a resumed
+    run must swap them back before training on, or it trains the average and averages the raw weights."""
+    import keras
+
+    from pipeline.train import EMAWeights
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
+    train = parse_params({"train": {"optimizer": "adam", "lr": 0.05, "ema": 0.9}}).train
+
+    def fresh() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=make_optimizer(train, steps_per_epoch=4), loss="mse")
+        return model
+
+    class SaveFirstEpoch(keras.callbacks.Callback):  # as EpochCheckpoint does, mid-run
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                self.model.save(tmp_path / "last.keras")
+
+    whole = fresh()
+    whole.fit(x, y, batch_size=16, shuffle=False, epochs=3, verbose=0, callbacks=[EMAWeights(resumed=False), SaveFirstEpoch()])
+    resumed = keras.saving.load_model(tmp_path / "last.keras")
+    resumed.fit(x, y, batch_size=16, shuffle=False, epochs=3, initial_epoch=1, verbose=0, callbacks=[EMAWeights(resumed=True)])
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # and what the model holds between epochs is the average, not the raw weights
+    raw = fresh()
+    raw.compile(optimizer=make_optimizer(dataclasses.replace(train, ema=0.0), steps_per_epoch=4), loss="mse")
+    raw.fit(x, y, batch_size=16, shuffle=False, epochs=3, verbose=0)
+    assert np.abs(raw.get_weights()[0] - whole.get_weights()[0]).max() > 1e-3
