@@ -151,6 +151,29 @@ def test_the_train_stage_learns_with_each_mix(stage_inputs, whole, mix):
     assert info["history"][-1]["loss"] > 10 * plain["history"][-1]["loss"]
 
 
+def test_with_ema_the_saved_model_is_the_averaged_weights_that_validation_scored(stage_inputs, whole):
+    """EMAWeights must swap the average in before EpochCheckpoint saves the best epoch: the saved model then
+    has the validation loss that the history holds for the best epoch, which the raw weights do not."""
+    import keras
+
+    from pipeline import modelfiles
+    from pipeline.splits import model_input
+
+    params = stage_inputs / "ema.yaml"
+    params.write_text(yaml.safe_dump(PARAMS | {"train": PARAMS["train"] | {"ema": 0.9}}))
+    result = subprocess.run(_train_command(stage_inputs, "ema", params), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((stage_inputs / "ema" / "models" / "lenet_bn.json").read_text())
+    plain = json.loads((stage_inputs / "whole" / "models" / "lenet_bn.json").read_text())
+    best = info["history"][info["best_epoch"] - 1]
+    assert best["val_loss"] != plain["history"][info["best_epoch"] - 1]["val_loss"]
+    val = np.load(stage_inputs / "prepared" / "val.npz")
+    model = modelfiles.load_model(stage_inputs / "ema" / "models" / "lenet_bn.keras")
+    predicted = model.predict(model_input(val["x"]), batch_size=PARAMS["train"]["batch_size"], verbose=0)
+    loss = float(keras.losses.CategoricalCrossentropy()(val["targets"], predicted))
+    assert loss == pytest.approx(best["val_loss"], rel=0.01)  # bfloat16 sums; the raw weights miss by 20 %
+
+
 def _first_epoch_from(stage_inputs: Path, tmp: Path, init: str) -> dict:
     """The train json of one epoch at a learning rate too small to learn anything, after `distill.init=init`
     ("" = random weights) with the uninterrupted run's model shipped as `learnt`."""
