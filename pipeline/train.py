@@ -205,8 +205,9 @@ def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizer
 class EMAWeights(keras.callbacks.SwapEMAWeights):
     """`train.ema`: from each epoch's end to the next one's start the model holds the optimizer's moving
     average of its weights (Polyak averaging), so validation, the best epoch's weights and the checkpoint are
-    the average's, and the raw weights wait in the optimizer. A run resumed from such a checkpoint starts in
-    that swapped state, which Keras' callback cannot know: `resumed` tells it."""
+    the average's, and the raw weights wait in the optimizer. BatchNorm's moving statistics are not averaged:
+    they fit the average only once the weights settle. A run resumed from such a checkpoint starts in that
+    swapped state, which Keras' callback cannot know: `resumed` tells it."""
 
     def __init__(self, resumed: bool):
         super().__init__(swap_on_epoch=True)
