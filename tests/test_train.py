@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import distill
+from pipeline import distill, modelfiles
 from pipeline.device import auto_precision, device_name
-from pipeline.params import parse_params
+from pipeline.params import TrainParams, parse_params
 from pipeline.errors import PipelineError
 from pipeline.models import build_model
 from pipeline.batches import MIXES
-from pipeline.train import OPTIMIZERS, SCHEDULES, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint, start_from
+from pipeline.splits import model_input
+from pipeline.train import OPTIMIZERS, SCHEDULES, EMAWeights, Progress, WallBudget, cosine_lr, make_optimizer, run_fingerprint, start_from
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -156,9 +157,6 @@ def test_with_ema_the_saved_model_is_the_averaged_weights_that_validation_scored
     has the validation loss that the history holds for the best epoch, which the raw weights do not."""
     import keras
 
-    from pipeline import modelfiles
-    from pipeline.splits import model_input
-
     params = stage_inputs / "ema.yaml"
     params.write_text(yaml.safe_dump(PARAMS | {"train": PARAMS["train"] | {"ema": 0.9}}))
     result = subprocess.run(_train_command(stage_inputs, "ema", params), cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -267,8 +265,6 @@ def test_fingerprint_follows_params_options_and_data():
 def test_every_allowed_optimizer_and_schedule_has_a_builder():
     from typing import get_args, get_type_hints
 
-    from pipeline.params import TrainParams
-
     hints = get_type_hints(TrainParams)
     assert set(OPTIMIZERS) == set(get_args(hints["optimizer"]))
     assert set(SCHEDULES) == set(get_args(hints["schedule"]))
@@ -340,13 +336,11 @@ def test_an_ema_run_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tmp
     run must swap them back before training on, or it trains the average and averages the raw weights."""
     import keras
 
-    from pipeline.train import EMAWeights
-
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 4)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
     train = parse_params({"train": {"optimizer": "adam", "lr": 0.05, "ema": 0.9}}).train
 
-    def fresh() -> keras.Model:
+    def fresh(train: TrainParams) -> keras.Model:
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
         model.compile(optimizer=make_optimizer(train, steps_per_epoch=4), loss="mse")
@@ -357,14 +351,13 @@ def test_an_ema_run_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tmp
             if epoch == 0:
                 self.model.save(tmp_path / "last.keras")
 
-    whole = fresh()
+    whole = fresh(train)
     whole.fit(x, y, batch_size=16, shuffle=False, epochs=3, verbose=0, callbacks=[EMAWeights(resumed=False), SaveFirstEpoch()])
     resumed = keras.saving.load_model(tmp_path / "last.keras")
     resumed.fit(x, y, batch_size=16, shuffle=False, epochs=3, initial_epoch=1, verbose=0, callbacks=[EMAWeights(resumed=True)])
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     # and what the model holds between epochs is the average, not the raw weights
-    raw = fresh()
-    raw.compile(optimizer=make_optimizer(dataclasses.replace(train, ema=0.0), steps_per_epoch=4), loss="mse")
+    raw = fresh(dataclasses.replace(train, ema=0.0))
     raw.fit(x, y, batch_size=16, shuffle=False, epochs=3, verbose=0)
     assert np.abs(raw.get_weights()[0] - whole.get_weights()[0]).max() > 1e-3
