@@ -41,6 +41,8 @@ OPTIMIZERS = {  # each builder takes the learning rate, the params and the optio
     "rmsprop": lambda lr, p, **shared: keras.optimizers.RMSprop(lr, **shared),
     "sgd": lambda lr, p, **shared: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **shared),
 }
+
+
 def sample_weights(y: np.ndarray, class_weights: dict[str, float]) -> np.ndarray:
     weights = np.array([class_weights[str(c)] for c in range(len(class_weights))], np.float32)
     return weights[y]
