@@ -34,9 +34,10 @@ SPLITS = {  # dataset → where each split comes from
 MAX_FILE_BYTES = 20_000_000  # a shipped model is a file in git: issue #9 caps each at 20 MB
 
 
-def shipped_info(made: dict, facts: dict, test_metrics: dict, test_images: int, tta: str, command: str) -> dict:
+def shipped_info(made: dict, facts: dict, test_metrics: dict, test_images: int, record: dict, command: str) -> dict:
     """The released model's .json: what made it (`made`, the .json the train or ensemble stage wrote), what
-    it is (`facts`: a trained net's or an ensemble's), and how the evaluation scored it."""
+    it is (`facts`: a trained net's or an ensemble's), and how the evaluation scored it (`record`: the views
+    it chose and each view's validation accuracy, the figure models/README.md picks shipped models by)."""
     data = facts["data"]
     return {
         "classes": made["classes"],
@@ -44,7 +45,8 @@ def shipped_info(made: dict, facts: dict, test_metrics: dict, test_images: int, 
         "input": "(N, 48, 48, 1) raw grey pixels 0..255; softmax out",
         **facts,
         "splits": SPLITS[data["dataset"]] | {"test_images": test_images},
-        "test": {"tta": tta} | {k: round(v, 4) for k, v in test_metrics.items()},
+        "val_accuracy": {view: round(v, 4) for view, v in record.get("tta_val_accuracy", {}).items()},
+        "test": {"tta": record["tta"]} | {k: round(v, 4) for k, v in test_metrics.items()},
         "command": command,
         "date": datetime.date.today().isoformat(),
     }
@@ -59,14 +61,14 @@ def net_facts(train_info: dict, options: dict) -> dict:
         "parameters": train_info["parameters"],
         "data": train_info["data"],
         "best_val_accuracy": round(train_info["best_val_accuracy"], 4),
-        "epochs": train_info["epochs_run"],
+        "epochs": round(train_info["epochs_run"], 2),
         "train_minutes": round(train_info["train_minutes"], 1),
         "history": train_info["history"],
         "device": f"{train_info['device']} ({train_info['backend']}, {train_info['precision']})",
     }
 
 
-def ensemble_facts(ensemble_info: dict, members: dict[str, dict], parameters: int, val_accuracy: dict) -> dict:
+def ensemble_facts(ensemble_info: dict, members: dict[str, dict], parameters: int) -> dict:
     """An ensemble, from the ensemble stage's .json and its members' own .json (kept whole, as their cards):
     its data is what all members share (a member's teacher, say, stays with that member)."""
     first, *others = (member["data"] for member in members.values())
@@ -74,7 +76,6 @@ def ensemble_facts(ensemble_info: dict, members: dict[str, dict], parameters: in
         "architecture": ensemble_info["name"],
         "parameters": parameters,
         "data": {k: v for k, v in first.items() if all(other.get(k) == v for other in others)},
-        "val_accuracy": val_accuracy,
         "train_minutes": round(sum(member["train_minutes"] for member in members.values()), 1),
         "members": members,
     }
@@ -130,11 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     check_file_size(args.name, model.count_params(), args.weights)
     if is_ensemble:
         cards = {path.stem: info for path, info in members.items()}
-        facts = ensemble_facts(made, cards, model.count_params(), record.get("tta_val_accuracy", {}))
+        facts = ensemble_facts(made, cards, model.count_params())
     else:
         facts = net_facts(made, load_params(args.params).model_config(args.model)[1])
     test = load_split(args.prepared / "test.npz")
-    info = shipped_info(made, facts, json.loads(metrics_path.read_text()), len(test["y"]), record["tta"], args.command)
+    info = shipped_info(made, facts, json.loads(metrics_path.read_text()), len(test["y"]), record, args.command)
     target = args.out / f"{args.name}.keras"
     modelfiles.save_model(model, target, info, args.weights)
     size = target.stat().st_size / 1e6

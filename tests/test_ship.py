@@ -39,13 +39,13 @@ def _workspace(root: Path, source: str) -> Path:
     history = [{"epoch": 1, "minutes": 1.5, "val_accuracy": 0.4}, {"epoch": 2, "minutes": 3.0, "val_accuracy": 0.5}]
     data = {"source": source, "dataset": "fer2013", "classes": "fer7", "relabel": "none", "balance": "class_weight", "train_images": 20}
     info = {
-        "data": data, "classes": CLASSES, "input_shape": [48, 48, 1], "parameters": 1, "epochs_run": 2, "best_epoch": 2,
+        "data": data, "classes": CLASSES, "input_shape": [48, 48, 1], "parameters": 1, "epochs_run": 1.98765, "best_epoch": 2,
         "best_val_accuracy": 0.5, "train_minutes": 3.0, "device": "AMD EPYC (family 26, model 2), 2 cores", "backend": "tensorflow", "precision": "float32", "history": history,
     }  # fmt: skip
     modelfiles.save_model(build_model("lenet_bn", 7), root / "data" / "models" / "lenet_bn.keras", info)
     (root / "metrics" / "lenet_bn.json").write_text(json.dumps({"accuracy": 0.61234, "macro_f1": 0.5}))
     (root / "metrics" / "speed").mkdir()
-    (root / "metrics" / "speed" / "lenet_bn.json").write_text(json.dumps({"tta": "flip_shift", "ms_per_image": 1.0}))
+    (root / "metrics" / "speed" / "lenet_bn.json").write_text(json.dumps({"tta": "flip_shift", "ms_per_image": 1.0, "tta_val_accuracy": {"none": 0.512345, "flip_shift": 0.54321}}))
     y = np.arange(10) % 7
     np.savez(root / "data" / "prepared" / "test.npz", x=np.zeros((10, 48, 48), np.uint8), y=y)
     return root
@@ -65,9 +65,10 @@ def test_ship_writes_the_model_and_its_card_facts(tmp_path):
     assert info["data"] == {"source": "mirror", "dataset": "fer2013", "classes": "fer7", "relabel": "none", "balance": "class_weight", "train_images": 20}
     assert info["splits"] == {"train": "Training", "val": "PublicTest", "test": "PrivateTest", "test_images": 10}
     assert info["test"] == {"tta": "flip_shift", "accuracy": 0.6123, "macro_f1": 0.5}  # the views evaluate used
+    assert info["val_accuracy"] == {"none": 0.5123, "flip_shift": 0.5432}  # what models/README.md selects by
     assert info["command"] == "dvc exp run -n x"
     assert info["architecture"] == "lenet_bn" and info["options"] == {}  # `epochs` is a training key, not an option
-    assert info["train_minutes"] == 3.0 and info["epochs"] == 2 and len(info["history"]) == 2
+    assert info["train_minutes"] == 3.0 and info["epochs"] == 1.99 and len(info["history"]) == 2
     assert info["device"] == "AMD EPYC (family 26, model 2), 2 cores (tensorflow, float32)"  # where it trained, not shipped
     assert info["weights"] == "float32"
     model = modelfiles.load_model(root / "models" / "fer2013.keras")
