@@ -3,6 +3,8 @@
     python -m pipeline.ship fer_resnet --as fer2013 --command "dvc exp run -n cpu-fer2013 ..."
     python -m pipeline.ship ensemble --as fer2013_ensemble --weights float16 --command "..."   # an ensemble and its members' cards
 
+Validation decides which model ships (models/README.md): a model replaces the shipped file of its name only
+with a higher validation accuracy, each scored with the TTA views it chose; `--replace` overrides that.
 A shipped file is committed to git, so a model over 20 MB is refused: 5 M parameters in float32, 10 M with
 `--weights float16` (half the bytes; loaded, it computes in float32 and its probabilities move by ~1e-3).
 
@@ -89,6 +91,27 @@ def trained_members(source: Path, made: dict, dirs: list[Path]) -> dict[Path, di
     return {path: modelfiles.read_info(path) for path in paths}
 
 
+def check_beats_shipped(info: dict, target: Path) -> None:
+    """Refuse, before anything is written, to replace a shipped model unless this one scores higher on the
+    same validation split, both figures recorded (each with the TTA views its evaluation chose)."""
+    if not target.exists():
+        return
+    shipped = modelfiles.read_info(target)
+    split = info["splits"]["val"]
+    new = info["val_accuracy"].get(info["test"]["tta"])
+    old = shipped.get("val_accuracy", {}).get(shipped["test"]["tta"]) if shipped["splits"]["val"] == split else None
+    if new is None:
+        raise PipelineError(f"this model has no accuracy on {split} to compare with {target}'s (`evaluate.tta: auto` records it): "
+                            "pass --replace to replace that file anyway")
+    if old is None:
+        raise PipelineError(f"{target} records no accuracy on {split} to compare this model with: pass --replace to replace it anyway")
+    if new <= old:
+        raise PipelineError(
+            f"{target} scores {100 * old:.2f} % on {split} ({shipped['test']['tta']}), this model {100 * new:.2f} % "
+            f"({info['test']['tta']}): the higher on validation ships, so it stays (--replace replaces it anyway)"
+        )
+
+
 def check_file_size(name: str, parameters: int, weights: str) -> None:
     """Refuse, before anything is written, a model whose weights alone pass the size cap."""
     size = parameters * np.dtype(weights).itemsize
@@ -113,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--replace", action="store_true", help="replace the shipped file of that name even where it scores as high on validation")
     args = parser.parse_args(argv)
     dirs = args.models or list(modelfiles.PIPELINE_DIRS)
     source = modelfiles.find_model(args.model, dirs)
@@ -137,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     test = load_split(args.prepared / "test.npz")
     info = shipped_info(made, facts, json.loads(metrics_path.read_text()), len(test["y"]), record, args.command)
     target = args.out / f"{args.name}.keras"
+    if not args.replace:
+        check_beats_shipped(info, target)
     modelfiles.save_model(model, target, info, args.weights)
     size = target.stat().st_size / 1e6
     print(f"{target}: {info['architecture']}, test accuracy {info['test']['accuracy']:.4f} ({size:.1f} MB)")

@@ -76,6 +76,57 @@ def test_ship_writes_the_model_and_its_card_facts(tmp_path):
     assert result.stdout.startswith("models/fer2013.keras: lenet_bn, test accuracy 0.6123")
 
 
+def _validation_record(root: Path, record: dict) -> None:
+    """What evaluate@lenet_bn recorded: its views and, under `evaluate.tta: auto`, each view's validation accuracy."""
+    (root / "metrics" / "speed" / "lenet_bn.json").write_text(json.dumps({"ms_per_image": 1.0} | record))
+
+
+def test_a_shipped_model_is_replaced_only_by_one_better_on_validation(tmp_path):
+    root = _workspace(tmp_path, "mirror")
+    assert _ship(root).returncode == 0  # shipped: 54.32 % on PublicTest with flip_shift
+    path = root / "models" / "fer2013.keras"
+    shipped = path.read_bytes()
+    for worse in (0.5, 0.5432):
+        _validation_record(root, {"tta": "flip", "tta_val_accuracy": {"none": 0.4, "flip": worse}})
+        result = _ship(root)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"error: models/fer2013.keras scores 54.32 % on PublicTest (flip_shift), this model {100 * worse:.2f} % (flip): "
+            "the higher on validation ships, so it stays (--replace replaces it anyway)"
+        ]
+        assert path.read_bytes() == shipped
+    assert _ship(root, "lenet_bn", "fer2013", "--replace").returncode == 0
+    assert modelfiles.read_info(path)["val_accuracy"] == {"none": 0.4, "flip": 0.5432}
+    _validation_record(root, {"tta": "flip", "tta_val_accuracy": {"none": 0.4, "flip": 0.5433}})
+    result = _ship(root)
+    assert result.returncode == 0, result.stderr
+    assert modelfiles.read_info(path)["val_accuracy"] == {"none": 0.4, "flip": 0.5433}
+
+
+def test_without_validation_figures_to_compare_only_replace_replaces(tmp_path):
+    root = _workspace(tmp_path, "mirror")
+    assert _ship(root).returncode == 0
+    card = root / "models" / "fer2013.json"
+    shipped = json.loads(card.read_text())
+    card.write_text(json.dumps({k: v for k, v in shipped.items() if k != "val_accuracy"}))  # a card from before val_accuracy
+    result = _ship(root)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: models/fer2013.keras records no accuracy on PublicTest to compare this model with: pass --replace to replace it anyway"
+    ]
+    card.write_text(json.dumps(shipped))
+    _validation_record(root, {"tta": "flip"})  # evaluate.tta: flip scores no validation
+    result = _ship(root)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: this model has no accuracy on PublicTest to compare with models/fer2013.keras's (`evaluate.tta: auto` records it): "
+        "pass --replace to replace that file anyway"
+    ]
+    assert json.loads(card.read_text()) == shipped
+    assert _ship(root, "lenet_bn", "fer2013", "--replace").returncode == 0
+    assert json.loads(card.read_text())["val_accuracy"] == {}
+
+
 def test_ship_refuses_a_sample_trained_model(tmp_path):
     root = _workspace(tmp_path, "sample")
     result = _ship(root)
