@@ -29,6 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
+def _validation_record(root: Path, record: dict) -> None:
+    """What evaluate@lenet_bn recorded: its views and, under `evaluate.tta: auto`, each view's validation accuracy."""
+    (root / "metrics" / "speed" / "lenet_bn.json").write_text(json.dumps({"ms_per_image": 1.0} | record))
+
+
 def _workspace(root: Path, source: str) -> Path:
     (root / "data" / "models").mkdir(parents=True)
     (root / "data" / "prepared").mkdir()
@@ -45,7 +50,7 @@ def _workspace(root: Path, source: str) -> Path:
     modelfiles.save_model(build_model("lenet_bn", 7), root / "data" / "models" / "lenet_bn.keras", info)
     (root / "metrics" / "lenet_bn.json").write_text(json.dumps({"accuracy": 0.61234, "macro_f1": 0.5}))
     (root / "metrics" / "speed").mkdir()
-    (root / "metrics" / "speed" / "lenet_bn.json").write_text(json.dumps({"tta": "flip_shift", "ms_per_image": 1.0, "tta_val_accuracy": {"none": 0.512345, "flip_shift": 0.54321}}))
+    _validation_record(root, {"tta": "flip_shift", "tta_val_accuracy": {"none": 0.512345, "flip_shift": 0.54321}})
     y = np.arange(10) % 7
     np.savez(root / "data" / "prepared" / "test.npz", x=np.zeros((10, 48, 48), np.uint8), y=y)
     return root
@@ -74,11 +79,6 @@ def test_ship_writes_the_model_and_its_card_facts(tmp_path):
     model = modelfiles.load_model(root / "models" / "fer2013.keras")
     assert model.output_shape == (None, 7)
     assert result.stdout.startswith("models/fer2013.keras: lenet_bn, test accuracy 0.6123")
-
-
-def _validation_record(root: Path, record: dict) -> None:
-    """What evaluate@lenet_bn recorded: its views and, under `evaluate.tta: auto`, each view's validation accuracy."""
-    (root / "metrics" / "speed" / "lenet_bn.json").write_text(json.dumps({"ms_per_image": 1.0} | record))
 
 
 def test_a_shipped_model_is_replaced_only_by_one_better_on_validation(tmp_path):
